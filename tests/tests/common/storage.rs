@@ -1,0 +1,105 @@
+//! A fault-injecting storage around `MemoryStorage`: fail the next read, write or
+//! delete, damage stored bytes, and observe acknowledged writes as events.
+
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use theta::ActorId;
+use theta::persistence::{MemoryStorage, PersistentStorage, SharedStorage, envelope};
+use tokio::sync::mpsc;
+
+#[derive(Default)]
+struct Faults {
+    read: Option<io::ErrorKind>,
+    write: Option<io::ErrorKind>,
+    delete: Option<io::ErrorKind>,
+}
+
+/// An acknowledged write: the actor and the envelope's sequence number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    pub id: ActorId,
+    pub sequence: u64,
+}
+
+#[derive(Clone)]
+pub struct FaultStorage {
+    pub inner: MemoryStorage,
+    faults: Arc<Mutex<Faults>>,
+    written: mpsc::UnboundedSender<Written>,
+}
+
+impl FaultStorage {
+    pub fn new() -> (Self, mpsc::UnboundedReceiver<Written>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (
+            Self {
+                inner: MemoryStorage::new(),
+                faults: Arc::default(),
+                written: tx,
+            },
+            rx,
+        )
+    }
+
+    pub fn fail_next_read(&self) {
+        self.faults.lock().unwrap().read = Some(io::ErrorKind::PermissionDenied);
+    }
+
+    pub fn fail_next_write(&self) {
+        self.faults.lock().unwrap().write = Some(io::ErrorKind::StorageFull);
+    }
+
+    pub fn fail_next_delete(&self) {
+        self.faults.lock().unwrap().delete = Some(io::ErrorKind::Other);
+    }
+
+    /// Changes the stored bytes of `id` in place.
+    pub fn damage(&self, id: ActorId, f: impl FnOnce(&mut Vec<u8>)) {
+        let mut bytes = self.inner.get(id).expect("nothing stored to damage");
+        f(&mut bytes);
+        self.inner.insert_raw(id, bytes);
+    }
+
+    pub fn sequence(&self, id: ActorId) -> Option<u64> {
+        self.inner.get(id).and_then(|b| envelope::sequence_of(&b))
+    }
+}
+
+fn injected(kind: io::ErrorKind, op: &str) -> anyhow::Error {
+    anyhow::Error::new(io::Error::new(kind, format!("injected {op} failure")))
+}
+
+impl PersistentStorage for FaultStorage {
+    async fn try_read(&self, id: ActorId) -> Result<Vec<u8>, anyhow::Error> {
+        if let Some(kind) = self.faults.lock().unwrap().read.take() {
+            return Err(injected(kind, "read"));
+        }
+        self.inner.try_read(id).await
+    }
+
+    async fn try_write(&self, id: ActorId, bytes: Vec<u8>) -> Result<(), anyhow::Error> {
+        if let Some(kind) = self.faults.lock().unwrap().write.take() {
+            return Err(injected(kind, "write"));
+        }
+        let sequence = envelope::sequence_of(&bytes).unwrap_or(0);
+        self.inner.try_write(id, bytes).await?;
+        let _ = self.written.send(Written { id, sequence });
+        Ok(())
+    }
+
+    async fn try_delete(&self, id: ActorId) -> Result<(), anyhow::Error> {
+        if let Some(kind) = self.faults.lock().unwrap().delete.take() {
+            return Err(injected(kind, "delete"));
+        }
+        self.inner.try_delete(id).await
+    }
+
+    async fn try_list(&self) -> Result<Vec<ActorId>, anyhow::Error> {
+        self.inner.try_list().await
+    }
+
+    fn shared(&self) -> Option<SharedStorage> {
+        Some(SharedStorage::new(self.clone()))
+    }
+}

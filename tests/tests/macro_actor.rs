@@ -1,0 +1,328 @@
+//! Actors written with `#[actor]` and `#[derive(ActorArgs)]`: what the generated
+//! code does at run time.
+
+use std::collections::HashMap;
+use std::future::IntoFuture;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use theta::persistence::{MemoryStorage, SnapshotPolicy};
+use theta::prelude::*;
+
+/// Every await goes through this, so a hang fails the test instead of stalling it.
+async fn within<F: IntoFuture>(fut: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(5), fut)
+        .await
+        .expect("timed out")
+}
+
+// ---------------------------------------------------------------------------
+// Plain actor: tell/ask, typed replies, `?`, patterns, several handler blocks,
+// kept hooks.
+
+#[derive(Debug, Clone, ActorArgs)]
+struct Calc {
+    value: i64,
+    started: bool,
+    log: Vec<String>,
+}
+
+struct Add(i64);
+struct Get;
+struct Point {
+    x: i64,
+    y: i64,
+}
+struct Parse(String);
+struct Checked(i64);
+struct WasStarted;
+struct Log(&'static str);
+struct History;
+struct CloneState;
+
+#[derive(Debug, PartialEq)]
+enum CalcError {
+    Negative(i64),
+}
+
+#[actor("0c4a1f3e-51d2-4b7e-8a6f-2d9e0b1c7a01")]
+impl Actor for Calc {
+    const _: () = {
+        async |Add(n): Add| {
+            self.value += n;
+        };
+        async |_: Get| -> i64 { self.value };
+        async |Point { x, y }: Point| -> i64 {
+            self.value = x * y;
+            self.value
+        };
+    };
+
+    const _: () = {
+        async |Parse(text): Parse| -> Result<i64, std::num::ParseIntError> {
+            let n: i64 = text.trim().parse()?;
+            self.value += n;
+            Ok(self.value)
+        };
+        async |Checked(n): Checked| -> Result<i64, CalcError> {
+            if n < 0 {
+                return Err(CalcError::Negative(n));
+            }
+            // `ctx` is the actor's own context.
+            let _id = ctx.id();
+            Ok(n * 2)
+        };
+        async |_: WasStarted| -> bool { self.started };
+        async |Log(line): Log| {
+            // Awaiting inside a handler works.
+            tokio::task::yield_now().await;
+            self.log.push(line.to_owned());
+        };
+        async |_: History| -> Vec<String> { self.log.clone() };
+        // `Self` in a reply type is the actor.
+        async |_: CloneState| -> Option<Self> { Some(self.clone()) };
+    };
+
+    async fn on_start(&mut self, _ctx: &Context<Self>) {
+        self.started = true;
+    }
+}
+
+fn calc() -> Calc {
+    Calc {
+        value: 0,
+        started: false,
+        log: Vec::new(),
+    }
+}
+
+#[tokio::test]
+async fn tell_then_ask_returns_the_typed_reply() {
+    let root = RootContext::default();
+    let actor = root.spawn(calc());
+    actor.tell(Add(2)).unwrap();
+    actor.tell(Add(40)).unwrap();
+    let value: i64 = within(actor.ask(Get)).await.unwrap();
+    assert_eq!(value, 42);
+    let state: Option<Calc> = within(actor.ask(CloneState)).await.unwrap();
+    assert_eq!(state.map(|c| c.value), Some(42));
+}
+
+#[tokio::test]
+async fn ask_of_a_unit_handler_returns_unit_after_it_ran() {
+    let root = RootContext::default();
+    let actor = root.spawn(calc());
+    let (): () = within(actor.ask(Log("one"))).await.unwrap();
+    within(actor.ask(Log("two"))).await.unwrap();
+    assert_eq!(within(actor.ask(History)).await.unwrap(), ["one", "two"]);
+}
+
+#[tokio::test]
+async fn patterns_destructure_the_message() {
+    let root = RootContext::default();
+    let actor = root.spawn(calc());
+    assert_eq!(within(actor.ask(Point { x: 6, y: 7 })).await.unwrap(), 42);
+    assert_eq!(within(actor.ask(Get)).await.unwrap(), 42);
+}
+
+#[tokio::test]
+async fn question_mark_and_return_use_the_handler_result() {
+    let root = RootContext::default();
+    let actor = root.spawn(calc());
+    assert_eq!(within(actor.ask(Parse(" 5 ".into()))).await.unwrap(), Ok(5));
+    let err = within(actor.ask(Parse("five".into()))).await.unwrap();
+    assert!(err.is_err(), "`?` must return the parse error, got {err:?}");
+    // The failed parse did not touch the state.
+    assert_eq!(within(actor.ask(Get)).await.unwrap(), 5);
+
+    assert_eq!(within(actor.ask(Checked(21))).await.unwrap(), Ok(42));
+    assert_eq!(
+        within(actor.ask(Checked(-1))).await.unwrap(),
+        Err(CalcError::Negative(-1))
+    );
+}
+
+#[tokio::test]
+async fn hooks_in_the_impl_are_kept() {
+    let root = RootContext::default();
+    let actor = root.spawn(calc());
+    assert!(within(actor.ask(WasStarted)).await.unwrap());
+}
+
+#[test]
+fn type_id_is_the_attribute_uuid() {
+    assert_eq!(
+        <Calc as Actor>::TYPE_ID,
+        uuid::uuid!("0c4a1f3e-51d2-4b7e-8a6f-2d9e0b1c7a01")
+    );
+    assert_eq!(
+        <Upper as Actor>::TYPE_ID,
+        uuid::uuid!("ABCDEF01-2345-6789-ABCD-EF0123456789")
+    );
+}
+
+// Upper-case hex is a valid uuid too; an actor without handlers is fine.
+#[derive(Debug, Clone, ActorArgs)]
+struct Upper;
+
+#[actor("ABCDEF01-2345-6789-ABCD-EF0123456789")]
+impl Actor for Upper {}
+
+// ---------------------------------------------------------------------------
+// `snapshot`: the actor is its own snapshot.
+
+static STORAGE: LazyLock<MemoryStorage> = LazyLock::new(MemoryStorage::new);
+
+#[derive(Debug, Clone, Serialize, Deserialize, ActorArgs)]
+struct Tally {
+    count: u64,
+}
+
+struct Bump;
+struct Count;
+struct Save;
+
+#[actor("5e0f6d7c-3b2a-4c19-8e07-6a5b4c3d2e10", snapshot)]
+impl Actor for Tally {
+    const _: () = {
+        async |_: Bump| {
+            self.count += 1;
+        };
+        async |_: Count| -> u64 { self.count };
+        async |_: Save| -> Result<(), String> {
+            ctx.save_snapshot(&*STORAGE, self)
+                .await
+                .map_err(|e| e.to_string())
+        };
+    };
+}
+
+fn assert_persistent<A, S, Args>()
+where
+    A: PersistentActor<Snapshot = S, ActorArgs = Args, RuntimeArgs = ()>,
+{
+}
+
+#[tokio::test]
+async fn snapshot_flag_saves_and_restores_the_actor_itself() {
+    assert_persistent::<Tally, Tally, Tally>();
+    assert_eq!(
+        <Tally as PersistentActor>::snapshot_policy(),
+        SnapshotPolicy::new()
+    );
+
+    let root = RootContext::default();
+    let id = ActorId::new_v4();
+    let tally = within(root.respawn_or(&*STORAGE, id, || (), || Tally { count: 0 }))
+        .await
+        .unwrap();
+    tally.tell(Bump).unwrap();
+    tally.tell(Bump).unwrap();
+    within(tally.ask(Save)).await.unwrap().unwrap();
+    tally.tell(Bump).unwrap(); // not saved
+    assert_eq!(within(tally.ask(Count)).await.unwrap(), 3);
+    tally.stop();
+    within(tally.stopped()).await;
+
+    let restored = within(root.respawn_or(&*STORAGE, id, || (), || Tally { count: 100 }))
+        .await
+        .unwrap();
+    assert_eq!(within(restored.ask(Count)).await.unwrap(), 2);
+}
+
+// ---------------------------------------------------------------------------
+// `snapshot = S`: a separate snapshot type, and the policy options.
+
+#[derive(Debug, Clone, Serialize, Deserialize, ActorArgs)]
+struct Cache {
+    hits: u64,
+    #[serde(skip)]
+    entries: HashMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CacheSnapshot {
+    hits: u64,
+}
+
+impl From<&Cache> for CacheSnapshot {
+    fn from(cache: &Cache) -> Self {
+        Self { hits: cache.hits }
+    }
+}
+
+impl ActorArgs for CacheSnapshot {
+    type Actor = Cache;
+
+    async fn initialize(_ctx: Context<Cache>, args: &Self) -> Cache {
+        Cache {
+            hits: args.hits,
+            entries: HashMap::from([("rebuilt".to_owned(), "yes".to_owned())]),
+        }
+    }
+}
+
+struct Put(&'static str, &'static str);
+struct Lookup(&'static str);
+struct SaveCache;
+
+#[actor(
+    "7d1e2f30-4a5b-4c6d-9e8f-0a1b2c3d4e5f",
+    snapshot = CacheSnapshot,
+    snapshot_every = 1000,
+    snapshot_interval_ms = 60000,
+    snapshot_on_stop,
+)]
+impl Actor for Cache {
+    const _: () = {
+        async |Put(k, v): Put| {
+            self.entries.insert(k.to_owned(), v.to_owned());
+        };
+        async |Lookup(k): Lookup| -> (u64, Option<String>) {
+            self.hits += 1;
+            (self.hits, self.entries.get(k).cloned())
+        };
+        async |_: SaveCache| -> bool { ctx.save_snapshot(&*STORAGE, self).await.is_ok() };
+    };
+}
+
+#[tokio::test]
+async fn snapshot_type_restores_through_its_own_args() {
+    assert_persistent::<Cache, CacheSnapshot, CacheSnapshot>();
+    assert_eq!(
+        <Cache as PersistentActor>::snapshot_policy(),
+        SnapshotPolicy::new()
+            .every_n_messages(1000)
+            .every_interval(Duration::from_millis(60000))
+            .on_graceful_stop()
+    );
+
+    let root = RootContext::default();
+    let id = ActorId::new_v4();
+    let fresh = || Cache {
+        hits: 0,
+        entries: HashMap::new(),
+    };
+    let cache = within(root.respawn_or(&*STORAGE, id, || (), fresh))
+        .await
+        .unwrap();
+    cache.tell(Put("a", "1")).unwrap();
+    assert_eq!(
+        within(cache.ask(Lookup("a"))).await.unwrap(),
+        (1, Some("1".to_owned()))
+    );
+    assert!(within(cache.ask(SaveCache)).await.unwrap());
+    cache.stop();
+    within(cache.stopped()).await;
+
+    let restored = within(root.respawn_or(&*STORAGE, id, || (), fresh))
+        .await
+        .unwrap();
+    // `hits` came from the snapshot (plus the final save on stop); the cache was
+    // rebuilt by `CacheSnapshot::initialize`, not restored.
+    let (hits, a) = within(restored.ask(Lookup("a"))).await.unwrap();
+    assert_eq!((hits, a), (2, None));
+    let (_, rebuilt) = within(restored.ask(Lookup("rebuilt"))).await.unwrap();
+    assert_eq!(rebuilt.as_deref(), Some("yes"));
+}

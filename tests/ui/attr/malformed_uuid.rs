@@ -1,0 +1,19 @@
+use theta::prelude::*;
+
+#[derive(Clone, ActorArgs)]
+struct Counter {
+    value: i64,
+}
+
+struct Add(i64);
+
+#[actor("12345678-1234-5678-9abc-12345678")]
+impl Actor for Counter {
+    const _: () = {
+        async |Add(n): Add| {
+            self.value += n;
+        };
+    };
+}
+
+fn main() {}

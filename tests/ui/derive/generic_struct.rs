@@ -1,0 +1,8 @@
+use theta::prelude::*;
+
+#[derive(Clone, ActorArgs)]
+struct Holder<T> {
+    value: T,
+}
+
+fn main() {}

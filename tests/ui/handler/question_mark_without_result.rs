@@ -1,0 +1,20 @@
+use theta::prelude::*;
+
+#[derive(Clone, ActorArgs)]
+struct Counter {
+    value: i64,
+}
+
+struct Add(i64);
+
+#[actor("12345678-1234-5678-9abc-123456789abc")]
+impl Actor for Counter {
+    const _: () = {
+        async |Add(n): Add| {
+            let parsed: i64 = n.to_string().parse()?;
+            self.value += parsed;
+        };
+    };
+}
+
+fn main() {}

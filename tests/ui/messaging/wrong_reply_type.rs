@@ -1,0 +1,26 @@
+use theta::prelude::*;
+
+#[derive(Clone, ActorArgs)]
+struct Counter {
+    value: i64,
+}
+
+struct Add(i64);
+
+struct Get;
+
+#[actor("12345678-1234-5678-9abc-123456789abc")]
+impl Actor for Counter {
+    const _: () = {
+        async |Add(n): Add| {
+            self.value += n;
+        };
+        async |_: Get| -> i64 { self.value };
+    };
+}
+
+async fn get(counter: ActorRef<Counter>) -> String {
+    counter.ask(Get).await.unwrap()
+}
+
+fn main() {}

@@ -1,0 +1,291 @@
+//! Persistent actors at run time: the per-actor persistence state, the driver that
+//! restores and saves, and the background writer of automatic snapshots.
+
+use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use crate::actor::{ActorArgs, ActorId};
+use crate::context::Context;
+use crate::runtime::{Driver, Signal, catch, lock};
+
+use super::snapshot::{decode, encode};
+use super::{PersistentActor, PersistentStorage, SharedStorage, SnapshotPolicy, StaleSnapshot};
+
+/// Per-actor persistence state shared by the context (manual saves) and the driver.
+#[derive(Debug)]
+pub(crate) struct PersistState {
+    id: ActorId,
+    /// The last sequence number handed out.
+    sequence: AtomicU64,
+    /// The newest snapshot the storage acknowledged (or the one recovered): what a
+    /// restart restores.
+    last_saved: Mutex<Option<(u64, Vec<u8>)>>,
+}
+
+impl PersistState {
+    pub(crate) fn new(id: ActorId, sequence: u64, recovered: Option<Vec<u8>>) -> Self {
+        Self {
+            id,
+            sequence: AtomicU64::new(sequence),
+            last_saved: Mutex::new(recovered.map(|bytes| (sequence, bytes))),
+        }
+    }
+
+    pub(crate) fn next_sequence(&self) -> u64 {
+        self.sequence.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    pub(crate) fn record_saved(&self, sequence: u64, bytes: Vec<u8>) {
+        let mut last = lock(&self.last_saved);
+        if last.as_ref().is_none_or(|(stored, _)| *stored < sequence) {
+            *last = Some((sequence, bytes));
+        }
+    }
+
+    fn last_saved(&self) -> Option<Vec<u8>> {
+        lock(&self.last_saved).as_ref().map(|(_, b)| b.clone())
+    }
+}
+
+/// Builds a persistent actor from its first arguments, rebuilds it from the latest
+/// saved snapshot after a restart, and runs the automatic policy.
+pub(crate) struct PersistDriver<A: PersistentActor, I> {
+    pub(crate) initial: I,
+    pub(crate) runtime_args: A::RuntimeArgs,
+    pub(crate) state: Arc<PersistState>,
+    pub(crate) auto: Option<AutoSave>,
+}
+
+impl<A: PersistentActor, I: ActorArgs<Actor = A>> Driver<A> for PersistDriver<A, I> {
+    async fn init(&mut self, ctx: &Context<A>) -> Result<A, String> {
+        if let Some(auto) = &mut self.auto {
+            auto.start_ticker(ctx);
+        }
+        match self.state.last_saved() {
+            Some(bytes) => {
+                let (snapshot, _) =
+                    decode::<A>(self.state.id, &bytes).map_err(|e| e.to_string())?;
+                let args = A::persistent_args(snapshot, self.runtime_args.clone());
+                Ok(<A::ActorArgs as ActorArgs>::initialize(ctx.clone(), &args).await)
+            }
+            None => Ok(I::initialize(ctx.clone(), &self.initial).await),
+        }
+    }
+
+    fn after_turn(&mut self, actor: &A, _ctx: &Context<A>) {
+        if let Some(auto) = &mut self.auto {
+            auto.dirty = true;
+            if let Some(n) = auto.policy.messages() {
+                auto.since_save += 1;
+                if auto.since_save >= n.get() {
+                    auto.save(actor, &self.state);
+                }
+            }
+        }
+    }
+
+    fn on_tick(&mut self, actor: &A, _ctx: &Context<A>) {
+        if let Some(auto) = &mut self.auto
+            && auto.dirty
+        {
+            auto.save(actor, &self.state);
+        }
+    }
+
+    async fn before_restart(&mut self) {
+        if let Some(auto) = &mut self.auto {
+            // The restart restores the latest *acknowledged* snapshot: let writes in
+            // flight settle first so it is really the latest.
+            auto.writer.flush().await;
+            auto.dirty = false;
+            auto.since_save = 0;
+        }
+    }
+
+    fn on_graceful_exit(&mut self, actor: &A, _ctx: &Context<A>) {
+        if let Some(auto) = &mut self.auto
+            && auto.policy.saves_on_stop()
+        {
+            auto.save(actor, &self.state);
+        }
+    }
+
+    async fn finish(&mut self) {
+        if let Some(auto) = &mut self.auto {
+            if let Some(ticker) = auto.ticker.take() {
+                ticker.abort();
+            }
+            auto.writer.close();
+            let _ = (&mut auto.task).await;
+        }
+    }
+}
+
+/// The automatic part of a persistent actor: policy counters and its writer.
+pub(crate) struct AutoSave {
+    policy: SnapshotPolicy,
+    since_save: u32,
+    dirty: bool,
+    writer: Arc<Writer>,
+    task: JoinHandle<()>,
+    ticker: Option<JoinHandle<()>>,
+}
+
+impl AutoSave {
+    pub(crate) fn start(
+        policy: SnapshotPolicy,
+        storage: SharedStorage,
+        state: Arc<PersistState>,
+    ) -> Self {
+        let writer = Arc::new(Writer::default());
+        let task = tokio::spawn(write_loop(Arc::clone(&writer), storage, state));
+        Self {
+            policy,
+            since_save: 0,
+            dirty: false,
+            writer,
+            task,
+            ticker: None,
+        }
+    }
+
+    fn start_ticker<A: PersistentActor>(&mut self, ctx: &Context<A>) {
+        let (Some(period), None) = (self.policy.interval(), &self.ticker) else {
+            return;
+        };
+        let cell = Arc::clone(ctx.cell());
+        self.ticker = Some(tokio::spawn(async move {
+            let mut interval = tokio::time::interval(period);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            interval.tick().await;
+            loop {
+                interval.tick().await;
+                if !cell.send_signal(Signal::Tick) {
+                    break;
+                }
+            }
+        }));
+    }
+
+    /// Encodes now (on the actor's task) and hands the bytes to the writer.
+    fn save<A: PersistentActor>(&mut self, actor: &A, state: &PersistState) {
+        self.since_save = 0;
+        self.dirty = false;
+        let sequence = state.next_sequence();
+        match encode::<A>(state.id, sequence, actor) {
+            Ok(bytes) => self.writer.submit(sequence, bytes),
+            Err(err) => tracing::error!(error = %err, "automatic snapshot not taken"),
+        }
+    }
+}
+
+/// A one-slot mailbox between an actor and its writer task: a newer snapshot
+/// replaces one not yet started, so at most one write is in flight and the last
+/// write is always the newest state.
+#[derive(Default)]
+pub(crate) struct Writer {
+    slot: Mutex<Slot>,
+    wake: Notify,
+    idle: Notify,
+}
+
+#[derive(Default)]
+struct Slot {
+    pending: Option<(u64, Vec<u8>)>,
+    busy: bool,
+    closed: bool,
+}
+
+impl Writer {
+    fn submit(&self, sequence: u64, bytes: Vec<u8>) {
+        lock(&self.slot).pending = Some((sequence, bytes));
+        self.wake.notify_one();
+    }
+
+    fn close(&self) {
+        lock(&self.slot).closed = true;
+        self.wake.notify_one();
+    }
+
+    /// Waits until nothing is pending or in flight.
+    async fn flush(&self) {
+        loop {
+            let mut idle = pin!(self.idle.notified());
+            idle.as_mut().enable();
+            {
+                let slot = lock(&self.slot);
+                if slot.pending.is_none() && !slot.busy {
+                    return;
+                }
+            }
+            idle.await;
+        }
+    }
+
+    fn take(&self) -> Option<Option<(u64, Vec<u8>)>> {
+        let mut slot = lock(&self.slot);
+        match slot.pending.take() {
+            Some(job) => {
+                slot.busy = true;
+                Some(Some(job))
+            }
+            None if slot.closed => Some(None),
+            None => None,
+        }
+    }
+
+    fn done(&self) {
+        let mut slot = lock(&self.slot);
+        slot.busy = false;
+        if slot.pending.is_none() {
+            self.idle.notify_waiters();
+        }
+    }
+}
+
+async fn write_loop(writer: Arc<Writer>, storage: SharedStorage, state: Arc<PersistState>) {
+    loop {
+        let (sequence, bytes) = match writer.take() {
+            Some(Some(job)) => job,
+            Some(None) => break,
+            None => {
+                writer.wake.notified().await;
+                continue;
+            }
+        };
+        let saved = bytes.clone();
+        match catch(storage.try_write(state.id, bytes)).await {
+            Ok(Ok(())) => state.record_saved(sequence, saved),
+            Ok(Err(err)) if err.is::<StaleSnapshot>() => {
+                tracing::debug!(sequence, "storage already holds a newer snapshot");
+            }
+            Ok(Err(err)) => {
+                tracing::error!(sequence, error = %format!("{err:#}"), "automatic snapshot write failed");
+            }
+            Err(_) => tracing::error!(sequence, "storage panicked writing an automatic snapshot"),
+        }
+        writer.done();
+    }
+    writer.idle.notify_waiters();
+}
+
+/// Storage reads and writes used by the spawn paths and manual saves.
+pub(crate) async fn save_now<A: PersistentActor, S: PersistentStorage>(
+    state: &PersistState,
+    storage: &S,
+    actor: &A,
+) -> Result<(), super::PersistenceError> {
+    let sequence = state.next_sequence();
+    let bytes = encode::<A>(state.id, sequence, actor)?;
+    let saved = bytes.clone();
+    storage
+        .try_write(state.id, bytes)
+        .await
+        .map_err(|e| super::PersistenceError::from_write(state.id, e))?;
+    state.record_saved(sequence, saved);
+    Ok(())
+}

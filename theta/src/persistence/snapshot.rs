@@ -1,0 +1,119 @@
+//! The codec seam: actor snapshot ⇄ envelope bytes.
+//!
+//! All encoding goes through here, so a later codec only adds a codec id and a
+//! branch in [`decode_payload`]'s caller.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::actor::{Actor, ActorId};
+
+use super::envelope::{self, HEADER_LEN};
+use super::{PersistenceError, PersistentActor};
+
+/// bincode 2, standard configuration. Its own limit bounds what a lying length
+/// prefix *inside* the payload may claim; the envelope limit bounds the payload.
+fn config() -> bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<{ BINCODE_LIMIT }>,
+> {
+    bincode::config::standard().with_limit::<{ BINCODE_LIMIT }>()
+}
+
+/// A hard ceiling for any single decode (1 GiB); the per-actor limit is applied to
+/// the payload length before decoding starts.
+const BINCODE_LIMIT: usize = 1 << 30;
+
+/// A payload failed to encode or decode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CodecError(String);
+
+/// Decodes a snapshot payload (the bytes inside an envelope) as `T` with theta's
+/// codec. Trailing bytes are an error.
+///
+/// For [`PersistentActor::migrate`]: decode the old layout, then convert.
+pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, CodecError> {
+    let (value, read) = bincode::serde::decode_from_slice(payload, config())
+        .map_err(|e| CodecError(e.to_string()))?;
+    if read != payload.len() {
+        return Err(CodecError(format!(
+            "{} trailing bytes after the snapshot",
+            payload.len() - read
+        )));
+    }
+    Ok(value)
+}
+
+/// Encodes `value` as a payload with theta's codec (for tests and tools that build
+/// snapshots of older schema versions).
+pub fn encode_payload<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
+    bincode::serde::encode_to_vec(value, config()).map_err(|e| CodecError(e.to_string()))
+}
+
+/// Captures `actor`'s snapshot and frames it with sequence number `sequence`.
+pub(crate) fn encode<A: PersistentActor>(
+    id: ActorId,
+    sequence: u64,
+    actor: &A,
+) -> Result<Vec<u8>, PersistenceError> {
+    let snapshot = A::Snapshot::from(actor);
+    let mut buf = envelope::begin(256);
+    bincode::serde::encode_into_std_write(&snapshot, &mut buf, config()).map_err(|e| {
+        PersistenceError::Encode {
+            id,
+            message: e.to_string(),
+        }
+    })?;
+    let size = buf.len() - HEADER_LEN;
+    if size > A::MAX_SNAPSHOT_BYTES {
+        return Err(PersistenceError::TooLarge {
+            id,
+            size,
+            limit: A::MAX_SNAPSHOT_BYTES,
+        });
+    }
+    Ok(envelope::finish(
+        buf,
+        A::TYPE_ID,
+        A::SCHEMA_VERSION,
+        sequence,
+    ))
+}
+
+/// Verifies and decodes stored bytes into `A`'s snapshot and its sequence number.
+pub(crate) fn decode<A: PersistentActor>(
+    id: ActorId,
+    bytes: &[u8],
+) -> Result<(A::Snapshot, u64), PersistenceError> {
+    let (header, payload) = envelope::open(bytes, A::MAX_SNAPSHOT_BYTES)
+        .map_err(|e| PersistenceError::from_envelope(id, e))?;
+    if header.actor_type != <A as Actor>::TYPE_ID {
+        return Err(PersistenceError::TypeMismatch {
+            id,
+            expected: A::TYPE_ID,
+            found: header.actor_type,
+        });
+    }
+    let current = A::SCHEMA_VERSION;
+    let snapshot = if header.schema_version > current {
+        return Err(PersistenceError::SchemaTooNew {
+            id,
+            found: header.schema_version,
+            current,
+        });
+    } else if header.schema_version < current {
+        A::migrate(header.schema_version, payload).map_err(|source| {
+            PersistenceError::Migration {
+                id,
+                found: header.schema_version,
+                current,
+                source,
+            }
+        })?
+    } else {
+        decode_payload(payload).map_err(|source| PersistenceError::Decode { id, source })?
+    };
+    Ok((snapshot, header.sequence))
+}

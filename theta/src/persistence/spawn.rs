@@ -1,0 +1,304 @@
+//! Spawning persistent actors ([`PersistentSpawnExt`]) and saving them by hand
+//! ([`PersistentContextExt`]).
+
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::actor::{ActorArgs, ActorId};
+use crate::actor_ref::ActorRef;
+use crate::context::{Context, SpawnerImpl};
+
+use super::error::is_not_found;
+use super::runtime::{AutoSave, PersistDriver, PersistState, save_now};
+use super::snapshot::decode;
+use super::{PersistenceError, PersistentActor, PersistentStorage};
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for crate::RootContext {}
+    impl<A: crate::Actor> Sealed for crate::Context<A> {}
+}
+
+/// Spawning with persistence, on [`RootContext`] (top-level actors) and
+/// [`Context`] (children). See the [module docs](super#spawning-precisely) for what
+/// each call does with stored data.
+pub trait PersistentSpawnExt: sealed::Sealed {
+    /// Starts a new persistent actor under `id` from `args`.
+    ///
+    /// Reads the storage first: if a snapshot exists it fails with
+    /// [`PersistenceError::SnapshotExists`] and writes nothing, so it can never
+    /// shadow or overwrite data it has not read. Sequence numbers start at 1.
+    ///
+    /// A restart after the first save restores that snapshot with
+    /// `RuntimeArgs::default()`; actors whose runtime args have no default use
+    /// [`respawn_or`](Self::respawn_or).
+    fn spawn_persistent<S, Args>(
+        &self,
+        storage: &S,
+        id: ActorId,
+        args: Args,
+    ) -> impl Future<Output = Result<ActorRef<Args::Actor>, PersistenceError>> + Send
+    where
+        S: PersistentStorage,
+        Args: ActorArgs,
+        Args::Actor: PersistentActor,
+        <Args::Actor as PersistentActor>::RuntimeArgs: Default;
+
+    /// Restores the actor `id` from its snapshot; fails with
+    /// [`PersistenceError::NotFound`] if there is none.
+    fn respawn<S, A>(
+        &self,
+        storage: &S,
+        id: ActorId,
+        runtime_args: A::RuntimeArgs,
+    ) -> impl Future<Output = Result<ActorRef<A>, PersistenceError>> + Send
+    where
+        S: PersistentStorage,
+        A: PersistentActor;
+
+    /// Restores the actor `id` from its snapshot, or, only if the storage reports
+    /// [`SnapshotNotFound`](super::SnapshotNotFound), starts it from
+    /// `default_args()`. Every other failure is an `Err`.
+    fn respawn_or<S, Args, R, D>(
+        &self,
+        storage: &S,
+        id: ActorId,
+        runtime_args: R,
+        default_args: D,
+    ) -> impl Future<Output = Result<ActorRef<Args::Actor>, PersistenceError>> + Send
+    where
+        S: PersistentStorage,
+        Args: ActorArgs,
+        Args::Actor: PersistentActor,
+        R: FnOnce() -> <Args::Actor as PersistentActor>::RuntimeArgs + Send,
+        D: FnOnce() -> Args + Send;
+
+    /// Deletes the stored snapshot of `id`. Refused with
+    /// [`PersistenceError::Running`] while an actor with that id is live.
+    fn delete_snapshot<S>(
+        &self,
+        storage: &S,
+        id: ActorId,
+    ) -> impl Future<Output = Result<(), PersistenceError>> + Send
+    where
+        S: PersistentStorage;
+
+    /// Stops `actor`, waits until it has stopped (after any final save), then
+    /// deletes its snapshot: the actor is gone for good.
+    fn forget<S, A>(
+        &self,
+        storage: &S,
+        actor: ActorRef<A>,
+    ) -> impl Future<Output = Result<(), PersistenceError>> + Send
+    where
+        S: PersistentStorage,
+        A: PersistentActor;
+}
+
+enum Start<A: PersistentActor, Args> {
+    Fresh(Args),
+    Restored(A::ActorArgs),
+}
+
+impl<C: SpawnerImpl + sealed::Sealed + Sync> PersistentSpawnExt for C {
+    async fn spawn_persistent<S, Args>(
+        &self,
+        storage: &S,
+        id: ActorId,
+        args: Args,
+    ) -> Result<ActorRef<Args::Actor>, PersistenceError>
+    where
+        S: PersistentStorage,
+        Args: ActorArgs,
+        Args::Actor: PersistentActor,
+        <Args::Actor as PersistentActor>::RuntimeArgs: Default,
+    {
+        let reservation = self
+            .reserve(id)
+            .ok_or(PersistenceError::AlreadyRunning(id))?;
+        match storage.try_read(id).await {
+            Ok(_) => Err(PersistenceError::SnapshotExists(id)),
+            Err(err) if is_not_found(&err) => {
+                let state = Arc::new(PersistState::new(id, 0, None));
+                let auto = auto_save::<Args::Actor, S>(storage, id, &state)?;
+                Ok(self.spawn_site().spawn(
+                    reservation,
+                    PersistDriver::<Args::Actor, Args> {
+                        initial: args,
+                        runtime_args: Default::default(),
+                        state: Arc::clone(&state),
+                        auto,
+                    },
+                    Some(state),
+                ))
+            }
+            Err(source) => Err(PersistenceError::Read { id, source }),
+        }
+    }
+
+    async fn respawn<S, A>(
+        &self,
+        storage: &S,
+        id: ActorId,
+        runtime_args: A::RuntimeArgs,
+    ) -> Result<ActorRef<A>, PersistenceError>
+    where
+        S: PersistentStorage,
+        A: PersistentActor,
+    {
+        let reservation = self
+            .reserve(id)
+            .ok_or(PersistenceError::AlreadyRunning(id))?;
+        let bytes = match storage.try_read(id).await {
+            Ok(bytes) => bytes,
+            Err(err) if is_not_found(&err) => return Err(PersistenceError::NotFound(id)),
+            Err(source) => return Err(PersistenceError::Read { id, source }),
+        };
+        let (snapshot, sequence) = decode::<A>(id, &bytes)?;
+        let args = A::persistent_args(snapshot, runtime_args.clone());
+        let state = Arc::new(PersistState::new(id, sequence, Some(bytes)));
+        let auto = auto_save::<A, S>(storage, id, &state)?;
+        Ok(self.spawn_site().spawn(
+            reservation,
+            PersistDriver::<A, A::ActorArgs> {
+                initial: args,
+                runtime_args,
+                state: Arc::clone(&state),
+                auto,
+            },
+            Some(state),
+        ))
+    }
+
+    async fn respawn_or<S, Args, R, D>(
+        &self,
+        storage: &S,
+        id: ActorId,
+        runtime_args: R,
+        default_args: D,
+    ) -> Result<ActorRef<Args::Actor>, PersistenceError>
+    where
+        S: PersistentStorage,
+        Args: ActorArgs,
+        Args::Actor: PersistentActor,
+        R: FnOnce() -> <Args::Actor as PersistentActor>::RuntimeArgs + Send,
+        D: FnOnce() -> Args + Send,
+    {
+        let reservation = self
+            .reserve(id)
+            .ok_or(PersistenceError::AlreadyRunning(id))?;
+        let (start, state) = match storage.try_read(id).await {
+            Ok(bytes) => {
+                let (snapshot, sequence) = decode::<Args::Actor>(id, &bytes)?;
+                let runtime_args = runtime_args();
+                let args = <Args::Actor as PersistentActor>::persistent_args(
+                    snapshot,
+                    runtime_args.clone(),
+                );
+                (
+                    (Start::<Args::Actor, Args>::Restored(args), runtime_args),
+                    PersistState::new(id, sequence, Some(bytes)),
+                )
+            }
+            Err(err) if is_not_found(&err) => (
+                (Start::Fresh(default_args()), runtime_args()),
+                PersistState::new(id, 0, None),
+            ),
+            Err(source) => return Err(PersistenceError::Read { id, source }),
+        };
+        let state = Arc::new(state);
+        let auto = auto_save::<Args::Actor, S>(storage, id, &state)?;
+        let site = self.spawn_site();
+        let ((start, runtime_args), persist) = (start, Some(Arc::clone(&state)));
+        Ok(match start {
+            Start::Fresh(initial) => site.spawn(
+                reservation,
+                PersistDriver::<Args::Actor, Args> {
+                    initial,
+                    runtime_args,
+                    state,
+                    auto,
+                },
+                persist,
+            ),
+            Start::Restored(initial) => site.spawn(
+                reservation,
+                PersistDriver::<Args::Actor, <Args::Actor as PersistentActor>::ActorArgs> {
+                    initial,
+                    runtime_args,
+                    state,
+                    auto,
+                },
+                persist,
+            ),
+        })
+    }
+
+    async fn delete_snapshot<S>(&self, storage: &S, id: ActorId) -> Result<(), PersistenceError>
+    where
+        S: PersistentStorage,
+    {
+        // Holding the id keeps anyone from respawning it while the delete runs.
+        let _reservation = self.reserve(id).ok_or(PersistenceError::Running(id))?;
+        storage
+            .try_delete(id)
+            .await
+            .map_err(|source| PersistenceError::Delete { id, source })
+    }
+
+    async fn forget<S, A>(&self, storage: &S, actor: ActorRef<A>) -> Result<(), PersistenceError>
+    where
+        S: PersistentStorage,
+        A: PersistentActor,
+    {
+        let id = actor.id();
+        let weak = actor.downgrade();
+        actor.stop();
+        drop(actor);
+        weak.stopped().await;
+        self.delete_snapshot(storage, id).await
+    }
+}
+
+/// The automatic-save machinery for a new persistent actor, if its effective policy
+/// is not manual.
+fn auto_save<A: PersistentActor, S: PersistentStorage>(
+    storage: &S,
+    id: ActorId,
+    state: &Arc<PersistState>,
+) -> Result<Option<AutoSave>, PersistenceError> {
+    let shared = storage.shared();
+    let policy = shared
+        .as_ref()
+        .and_then(|s| s.policy())
+        .unwrap_or_else(A::snapshot_policy);
+    if policy.is_manual() {
+        return Ok(None);
+    }
+    let shared = shared.ok_or(PersistenceError::NeedsSharedStorage(id))?;
+    Ok(Some(AutoSave::start(policy, shared, Arc::clone(state))))
+}
+
+/// Saving a snapshot by hand, from inside the actor.
+pub trait PersistentContextExt<A: PersistentActor> {
+    /// Encodes `state`'s snapshot with the next sequence number and writes it.
+    /// `Ok` means the storage acknowledged it; a later restart restores it.
+    fn save_snapshot<S: PersistentStorage>(
+        &self,
+        storage: &S,
+        state: &A,
+    ) -> impl Future<Output = Result<(), PersistenceError>> + Send;
+}
+
+impl<A: PersistentActor + Sync> PersistentContextExt<A> for Context<A> {
+    async fn save_snapshot<S: PersistentStorage>(
+        &self,
+        storage: &S,
+        state: &A,
+    ) -> Result<(), PersistenceError> {
+        let persist = self
+            .persist_slot()
+            .get_or_init(|| Arc::new(PersistState::new(self.id(), 0, None)));
+        save_now(persist, storage, state).await
+    }
+}
