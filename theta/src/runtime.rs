@@ -9,7 +9,7 @@ use std::collections::{HashMap, VecDeque};
 use std::future::{Future, poll_fn};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::Poll;
 
@@ -32,14 +32,17 @@ pub(crate) enum Envelope<A: Actor> {
 pub(crate) enum Signal {
     /// Stop after the items queued before this one.
     Stop,
-    /// A child failed and waits for this actor's `supervise`.
-    ChildFailed {
-        failure: Failure,
-        decision: oneshot::Sender<Decision>,
-    },
+    /// A child failed and waits for this actor's `supervise`. Boxed: it is rare,
+    /// and every mailbox slot is as large as the largest variant.
+    ChildFailed(Box<ChildFailed>),
     /// Time for an interval snapshot (sent by the persistence ticker).
     #[cfg_attr(not(feature = "persistence"), allow(dead_code))]
     Tick,
+}
+
+pub(crate) struct ChildFailed {
+    failure: Failure,
+    decision: oneshot::Sender<Decision>,
 }
 
 pub(crate) type Mailbox<A> = mpsc::UnboundedReceiver<Envelope<A>>;
@@ -149,7 +152,10 @@ impl<A: Actor> Control for ActorCell<A> {
 
 impl<A: Actor> ParentLink for ActorCell<A> {
     fn report_failure(&self, failure: Failure, decision: oneshot::Sender<Decision>) -> bool {
-        self.send_signal(Signal::ChildFailed { failure, decision })
+        self.send_signal(Signal::ChildFailed(Box::new(ChildFailed {
+            failure,
+            decision,
+        })))
     }
 }
 
@@ -203,6 +209,8 @@ enum Entry {
 #[derive(Default)]
 pub(crate) struct System {
     registry: Mutex<HashMap<ActorId, Entry>>,
+    /// Actors spawned and not yet fully exited (their exit cell set).
+    running: AtomicUsize,
     drained: Notify,
     pub(crate) top: Node,
 }
@@ -236,19 +244,22 @@ impl System {
     }
 
     fn deregister(&self, id: ActorId) {
-        let mut registry = lock(&self.registry);
-        registry.remove(&id);
-        if registry.is_empty() {
+        lock(&self.registry).remove(&id);
+    }
+
+    /// Counts an actor as exited; called after its exit cell is set.
+    fn exited(&self) {
+        if self.running.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.drained.notify_waiters();
         }
     }
 
-    /// Waits until no actor is live.
+    /// Waits until every spawned actor has exited.
     pub(crate) async fn drained(&self) {
         loop {
             let mut notified = pin!(self.drained.notified());
             notified.as_mut().enable();
-            if lock(&self.registry).is_empty() {
+            if self.running.load(Ordering::Acquire) == 0 {
                 return;
             }
             notified.await;
@@ -288,6 +299,7 @@ impl Reservation {
     }
 
     fn commit(mut self, control: Arc<dyn Control>) {
+        self.system.running.fetch_add(1, Ordering::AcqRel);
         lock(&self.system.registry).insert(self.id, Entry::Live(control));
         self.armed = false;
     }
@@ -422,9 +434,12 @@ impl<A: Actor> Drop for ExitGuard<A> {
         let reason = self.reason.take().unwrap_or(ExitReason::Aborted);
         tracing::debug!(reason = %reason, "actor stopped");
         // Free the id before announcing the exit: whoever awaits `stopped()` may
-        // respawn the same id right away.
-        self.ctx.system().deregister(self.ctx.id());
+        // respawn the same id right away. Count the actor out only after that, so
+        // `shutdown` returns when every exit is visible.
+        let system = self.ctx.system();
+        system.deregister(self.ctx.id());
         self.ctx.cell().exit.set(reason);
+        system.exited();
     }
 }
 
@@ -471,10 +486,17 @@ async fn run<A: Actor, D: Driver<A>>(ctx: Context<A>, mut rx: Mailbox<A>, mut dr
                     catch(actor.on_start(&ctx)).await
                 };
                 let failure = match hook {
-                    Ok(()) => match serve(&mut actor, &ctx, &mut rx, &mut driver).await {
-                        Served::Exit(reason) => break 'life (Some(actor), reason),
-                        Served::Failed(failure) => failure,
-                    },
+                    Ok(()) => {
+                        // One catch_unwind around the whole loop, not one per message:
+                        // a panic unwinds out of `serve`, `phase` says where it was.
+                        let mut phase = FailurePhase::Handler;
+                        match catch(serve(&mut actor, &ctx, &mut rx, &mut driver, &mut phase)).await
+                        {
+                            Ok(Served::Exit(reason)) => break 'life (Some(actor), reason),
+                            Ok(Served::Failed(failure)) => failure,
+                            Err(payload) => ctx.failure_from_panic(phase, &*payload),
+                        }
+                    }
                     Err(payload) => ctx.failure_from_panic(FailurePhase::StartHook, &*payload),
                 };
                 match decide(&ctx, failure, &mut restarts).await {
@@ -519,44 +541,33 @@ async fn run<A: Actor, D: Driver<A>>(ctx: Context<A>, mut rx: Mailbox<A>, mut dr
     guard.reason = Some(reason);
 }
 
+/// The mailbox loop. Runs inside `catch`: a panic in a handler or in `supervise`
+/// unwinds out of it, with `phase` telling which.
 async fn serve<A: Actor, D: Driver<A>>(
     actor: &mut A,
     ctx: &Context<A>,
     rx: &mut Mailbox<A>,
     driver: &mut D,
+    phase: &mut FailurePhase,
 ) -> Served {
     while let Some(envelope) = rx.recv().await {
         match envelope {
             Envelope::Msg(msg) => {
-                if let Err(payload) = catch(actor.process_msg(ctx, msg)).await {
-                    return Served::Failed(
-                        ctx.failure_from_panic(FailurePhase::Handler, &*payload),
-                    );
-                }
+                actor.process_msg(ctx, msg).await;
                 driver.after_turn(actor, ctx);
-                if ctx.stop_flag() {
-                    return Served::Exit(ExitReason::Stopped);
-                }
             }
             Envelope::Signal(Signal::Stop) => return Served::Exit(ExitReason::Stopped),
-            Envelope::Signal(Signal::ChildFailed { failure, decision }) => {
-                match catch_unwind(AssertUnwindSafe(|| actor.supervise(ctx, &failure))) {
-                    Ok(Decision::Escalate) => {
-                        let _ = decision.send(Decision::Escalate);
-                        return Served::Failed(ctx.failure(
-                            FailurePhase::Supervise,
-                            FailureCause::Escalated(Box::new(failure)),
-                        ));
-                    }
-                    Ok(d) => {
-                        let _ = decision.send(d);
-                    }
-                    Err(payload) => {
-                        let _ = decision.send(Decision::Stop);
-                        return Served::Failed(
-                            ctx.failure_from_panic(FailurePhase::Supervise, &*payload),
-                        );
-                    }
+            Envelope::Signal(Signal::ChildFailed(report)) => {
+                let ChildFailed { failure, decision } = *report;
+                *phase = FailurePhase::Supervise;
+                let d = actor.supervise(ctx, &failure);
+                *phase = FailurePhase::Handler;
+                let _ = decision.send(d);
+                if d == Decision::Escalate {
+                    return Served::Failed(ctx.failure(
+                        FailurePhase::Supervise,
+                        FailureCause::Escalated(Box::new(failure)),
+                    ));
                 }
             }
             Envelope::Signal(Signal::Tick) => driver.on_tick(actor, ctx),

@@ -205,7 +205,7 @@ pub use error::{PersistenceError, SnapshotNotFound, StaleSnapshot, Unsupported};
 pub use memory::MemoryStorage;
 pub use policy::SnapshotPolicy;
 pub use shared::SharedStorage;
-pub use snapshot::{CodecError, decode_payload, encode_payload};
+pub use snapshot::{CodecError, decode_payload, decode_snapshot, encode_payload, encode_snapshot};
 pub use spawn::{PersistentContextExt, PersistentSpawnExt};
 
 /// A place snapshots are stored: bytes by actor id.

@@ -12,7 +12,7 @@ use crate::actor::{ActorArgs, ActorId};
 use crate::context::Context;
 use crate::runtime::{Driver, Signal, catch, lock};
 
-use super::snapshot::{decode, encode};
+use super::snapshot::{decode_snapshot as decode, encode_snapshot as encode};
 use super::{PersistentActor, PersistentStorage, SharedStorage, SnapshotPolicy, StaleSnapshot};
 
 /// Per-actor persistence state shared by the context (manual saves) and the driver.

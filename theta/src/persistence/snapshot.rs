@@ -25,6 +25,18 @@ fn config() -> bincode::config::Configuration<
 /// the payload length before decoding starts.
 const BINCODE_LIMIT: usize = 1 << 30;
 
+/// Appends the encoding straight after the envelope header: no intermediate
+/// buffer, no `io::Write` indirection.
+struct Sink<'a>(&'a mut Vec<u8>);
+
+impl bincode::enc::write::Writer for Sink<'_> {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
 /// A payload failed to encode or decode.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -52,15 +64,16 @@ pub fn encode_payload<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
     bincode::serde::encode_to_vec(value, config()).map_err(|e| CodecError(e.to_string()))
 }
 
-/// Captures `actor`'s snapshot and frames it with sequence number `sequence`.
-pub(crate) fn encode<A: PersistentActor>(
+/// Captures `actor`'s snapshot and frames it in an envelope with sequence number
+/// `sequence`: exactly what a save writes. For tools, tests and benchmarks.
+pub fn encode_snapshot<A: PersistentActor>(
     id: ActorId,
     sequence: u64,
     actor: &A,
 ) -> Result<Vec<u8>, PersistenceError> {
     let snapshot = A::Snapshot::from(actor);
     let mut buf = envelope::begin(256);
-    bincode::serde::encode_into_std_write(&snapshot, &mut buf, config()).map_err(|e| {
+    bincode::serde::encode_into_writer(&snapshot, Sink(&mut buf), config()).map_err(|e| {
         PersistenceError::Encode {
             id,
             message: e.to_string(),
@@ -82,8 +95,9 @@ pub(crate) fn encode<A: PersistentActor>(
     ))
 }
 
-/// Verifies and decodes stored bytes into `A`'s snapshot and its sequence number.
-pub(crate) fn decode<A: PersistentActor>(
+/// Verifies stored bytes and decodes them into `A`'s snapshot (migrating an older
+/// schema) and the stored sequence number: exactly what a restore reads.
+pub fn decode_snapshot<A: PersistentActor>(
     id: ActorId,
     bytes: &[u8],
 ) -> Result<(A::Snapshot, u64), PersistenceError> {

@@ -10,7 +10,7 @@ use crate::context::{Context, SpawnerImpl};
 
 use super::error::is_not_found;
 use super::runtime::{AutoSave, PersistDriver, PersistState, save_now};
-use super::snapshot::decode;
+use super::snapshot::decode_snapshot as decode;
 use super::{PersistenceError, PersistentActor, PersistentStorage};
 
 mod sealed {
