@@ -1,0 +1,245 @@
+//! FsStorage throughput next to raw `std::fs` / `tokio::fs` baselines.
+//!
+//! Each "element" is one saved (or read) snapshot; criterion prints elements/s.
+//! `durable/N` = N actors saving concurrently, each its own id, each waiting for
+//! its previous save. Baselines: a serial `std::fs::write` overwrite (not durable),
+//! a serial temp+fsync+rename+dir-fsync loop (durable, no group commit), and 64
+//! concurrent `tokio::fs::write` overwrites (not durable).
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use theta::ActorId;
+use theta::persistence::{PersistentStorage, envelope};
+use theta_persistence_fs::{Durability, FsStorage};
+
+const TYPE: uuid::Uuid = uuid::uuid!("6d1b7c9e-0000-4000-8000-00000000be9c");
+const PAYLOAD: [u8; 200] = [7; 200];
+const RECOVERY_SNAPSHOTS: usize = 100_000;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// `actors` tasks, each saving its own id `iters` times; returns the elapsed time.
+async fn save_concurrently(
+    store: &FsStorage,
+    actors: usize,
+    iters: u64,
+    seq: &AtomicU64,
+) -> Duration {
+    let base = seq.fetch_add(iters, Ordering::Relaxed);
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..actors)
+        .map(|i| {
+            let store = store.clone();
+            let id = ActorId::from_u128(i as u128 + 1);
+            tokio::spawn(async move {
+                for n in 0..iters {
+                    let bytes = envelope::seal(TYPE, 0, base + n, &PAYLOAD);
+                    store.try_write(id, bytes).await.expect("save");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task");
+    }
+    start.elapsed()
+}
+
+fn fs_storage(c: &mut Criterion) {
+    let rt = runtime();
+    let mut group = c.benchmark_group("fs");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+
+    for (name, durability, actors) in [
+        ("durable", Durability::Durable, 1),
+        ("durable", Durability::Durable, 8),
+        ("durable", Durability::Durable, 64),
+        ("buffered", Durability::Buffered, 64),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FsStorage::builder(dir.path())
+            .durability(durability)
+            .open()
+            .expect("open");
+        let seq = AtomicU64::new(1);
+        group.throughput(Throughput::Elements(actors as u64));
+        group.bench_function(format!("{name}/{actors}"), |b| {
+            b.to_async(&rt)
+                .iter_custom(|iters| save_concurrently(&store, actors, iters, &seq));
+        });
+    }
+
+    // Reads: 64 concurrent readers of stored snapshots.
+    {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FsStorage::open(dir.path()).expect("open");
+        rt.block_on(save_concurrently(&store, 64, 1, &AtomicU64::new(1)));
+        group.throughput(Throughput::Elements(64));
+        group.bench_function("read/64", |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let store = store.clone();
+                async move {
+                    let start = Instant::now();
+                    let tasks: Vec<_> = (0..64u128)
+                        .map(|i| {
+                            let store = store.clone();
+                            tokio::spawn(async move {
+                                for _ in 0..iters {
+                                    store
+                                        .try_read(ActorId::from_u128(i + 1))
+                                        .await
+                                        .expect("read");
+                                }
+                            })
+                        })
+                        .collect();
+                    for task in tasks {
+                        task.await.expect("task");
+                    }
+                    start.elapsed()
+                }
+            });
+        });
+    }
+    group.finish();
+
+    // Recovery: read and verify 100k stored snapshots (64 concurrent readers).
+    let mut group = c.benchmark_group("fs-recovery");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(5));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ids: Vec<ActorId> = (0..RECOVERY_SNAPSHOTS).map(|_| ActorId::new_v4()).collect();
+    {
+        let store = FsStorage::builder(dir.path())
+            .durability(Durability::Buffered)
+            .open()
+            .expect("open");
+        rt.block_on(async {
+            let chunks: Vec<_> = ids
+                .chunks(RECOVERY_SNAPSHOTS / 64)
+                .map(|chunk| {
+                    let (store, chunk) = (store.clone(), chunk.to_vec());
+                    tokio::spawn(async move {
+                        for id in chunk {
+                            let bytes = envelope::seal(TYPE, 0, 1, &PAYLOAD);
+                            store.try_write(id, bytes).await.expect("save");
+                        }
+                    })
+                })
+                .collect();
+            for chunk in chunks {
+                chunk.await.expect("task");
+            }
+        });
+    }
+    let store = FsStorage::open(dir.path()).expect("reopen");
+    group.throughput(Throughput::Elements(RECOVERY_SNAPSHOTS as u64));
+    group.bench_function("read+open/100k", |b| {
+        b.to_async(&rt).iter(|| {
+            let (store, ids) = (store.clone(), ids.clone());
+            async move {
+                let tasks: Vec<_> = ids
+                    .chunks(RECOVERY_SNAPSHOTS / 64)
+                    .map(|chunk| {
+                        let (store, chunk) = (store.clone(), chunk.to_vec());
+                        tokio::spawn(async move {
+                            for id in chunk {
+                                let bytes = store.try_read(id).await.expect("read");
+                                envelope::open(&bytes, envelope::DEFAULT_MAX_PAYLOAD)
+                                    .expect("valid");
+                            }
+                        })
+                    })
+                    .collect();
+                for task in tasks {
+                    task.await.expect("task");
+                }
+            }
+        });
+    });
+    group.finish();
+}
+
+fn sync_dir(dir: &Path) {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .expect("dir fsync");
+}
+
+fn baselines(c: &mut Criterion) {
+    let rt = runtime();
+    let mut group = c.benchmark_group("baseline");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bytes = envelope::seal(TYPE, 0, 1, &PAYLOAD);
+    group.throughput(Throughput::Elements(1));
+
+    let target = dir.path().join("plain.snap");
+    group.bench_function("std_fs_write/serial", |b| {
+        b.iter(|| std::fs::write(&target, &bytes).expect("write"));
+    });
+
+    let target = dir.path().join("durable.snap");
+    let temp = dir.path().join("durable.tmp");
+    group.bench_function("temp_fsync_rename_dirfsync/serial", |b| {
+        b.iter(|| {
+            let mut file = File::create(&temp).expect("create");
+            file.write_all(&bytes).expect("write");
+            file.sync_all().expect("fsync");
+            drop(file);
+            std::fs::rename(&temp, &target).expect("rename");
+            sync_dir(dir.path());
+        });
+    });
+
+    let paths: Vec<PathBuf> = (0..64)
+        .map(|i| dir.path().join(format!("t{i}.snap")))
+        .collect();
+    group.throughput(Throughput::Elements(64));
+    group.bench_function("tokio_fs_write/64", |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            let (paths, bytes) = (paths.clone(), bytes.clone());
+            async move {
+                let start = Instant::now();
+                let tasks: Vec<_> = paths
+                    .into_iter()
+                    .map(|path| {
+                        let bytes = bytes.clone();
+                        tokio::spawn(async move {
+                            for _ in 0..iters {
+                                tokio::fs::write(&path, &bytes).await.expect("write");
+                            }
+                        })
+                    })
+                    .collect();
+                for task in tasks {
+                    task.await.expect("task");
+                }
+                start.elapsed()
+            }
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, baselines, fs_storage);
+criterion_main!(benches);

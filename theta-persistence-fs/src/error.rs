@@ -1,0 +1,61 @@
+//! [`FsError`]: what can go wrong in the file-system store.
+
+use std::io;
+use std::path::PathBuf;
+
+/// An error of the file-system snapshot store. Every variant names the path
+/// involved and the cause.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FsError {
+    /// An I/O operation failed.
+    #[error("{op} {path}: {source}", path = .path.display())]
+    Io {
+        /// What was being done, e.g. `"renaming temp file to"`.
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// The directory is already open by another `FsStorage`, in this or another
+    /// process.
+    #[error(
+        "snapshot directory {path} is locked: another FsStorage (in this or another process) has it open",
+        path = .path.display()
+    )]
+    Locked {
+        /// The store directory.
+        path: PathBuf,
+    },
+    /// An earlier sync failed. After a failed `fsync`/`syncfs` the kernel may have
+    /// dropped the dirty pages and a retried sync can falsely succeed, so the store
+    /// refuses every later write until it is reopened.
+    #[error(
+        "snapshot store {path} is poisoned by an earlier sync failure ({cause}); reopen it",
+        path = .path.display()
+    )]
+    Poisoned {
+        /// The store directory.
+        path: PathBuf,
+        /// The sync error that poisoned the store.
+        cause: String,
+    },
+    /// The committer thread of the store is gone (it panicked).
+    #[error("the committer thread of snapshot store {path} stopped", path = .path.display())]
+    CommitterStopped {
+        /// The store directory.
+        path: PathBuf,
+    },
+}
+
+impl FsError {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        FsError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}
