@@ -9,7 +9,7 @@ use common::storage::{FaultStorage, Written};
 use common::within;
 use serde::{Deserialize, Serialize};
 use theta::persistence::{
-    MemoryStorage, PersistenceError, SharedStorage, SnapshotPolicy, envelope,
+    MemoryStorage, PersistenceError, PersistentStorage, SharedStorage, SnapshotPolicy, envelope,
 };
 use theta::prelude::*;
 
@@ -539,4 +539,117 @@ async fn a_failed_delete_is_an_error() {
     .unwrap_err();
     assert!(matches!(err, PersistenceError::Delete { .. }), "{err}");
     assert!(storage.inner.get(id).is_some());
+}
+
+/// Holds every write until the test opens the gate; reports each write start.
+#[derive(Clone)]
+struct Gated {
+    inner: MemoryStorage,
+    gate: std::sync::Arc<tokio::sync::Semaphore>,
+    started: tokio::sync::mpsc::UnboundedSender<u64>,
+}
+
+impl PersistentStorage for Gated {
+    async fn try_read(&self, id: ActorId) -> Result<Vec<u8>, anyhow::Error> {
+        self.inner.try_read(id).await
+    }
+
+    async fn try_write(&self, id: ActorId, bytes: Vec<u8>) -> Result<(), anyhow::Error> {
+        let _ = self
+            .started
+            .send(envelope::sequence_of(&bytes).unwrap_or(0));
+        self.gate.acquire().await?.forget();
+        self.inner.try_write(id, bytes).await
+    }
+
+    fn shared(&self) -> Option<SharedStorage> {
+        Some(SharedStorage::new(self.clone()))
+    }
+}
+
+fn confirming() -> SnapshotPolicy {
+    SnapshotPolicy::new().confirm_replies()
+}
+
+#[tokio::test]
+async fn confirmed_replies_wait_for_the_durable_snapshot() {
+    use std::future::IntoFuture;
+    let (started, mut writes) = tokio::sync::mpsc::unbounded_channel();
+    let storage = Gated {
+        inner: MemoryStorage::new(),
+        gate: std::sync::Arc::new(tokio::sync::Semaphore::new(0)),
+        started,
+    };
+    let handle = SharedStorage::new(storage.clone()).with_policy(confirming());
+    let id = ActorId::new_v4();
+    let account = within(
+        "spawn",
+        RootContext::default().respawn_or(&handle, id, || (), fresh),
+    )
+    .await
+    .unwrap();
+
+    let mut ask = account.ask(Deposit(5)).into_future();
+    assert_eq!(within("write starts", writes.recv()).await, Some(1));
+    // The handler ran and its snapshot is being written: the reply must wait.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), &mut ask)
+            .await
+            .is_err(),
+        "the reply arrived before its snapshot was durable"
+    );
+    assert!(storage.inner.get(id).is_none());
+    // The mailbox is not held meanwhile.
+    storage.gate.add_permits(1);
+    assert_eq!(within("ask", ask).await.unwrap(), 5);
+    assert!(storage.inner.get(id).is_some(), "acknowledged means stored");
+}
+
+#[tokio::test]
+async fn a_failed_write_fails_the_confirmed_ask() {
+    let (storage, _written) = FaultStorage::new();
+    let handle = SharedStorage::new(storage.clone()).with_policy(confirming());
+    let id = ActorId::new_v4();
+    let account = within(
+        "spawn",
+        RootContext::default().respawn_or(&handle, id, || (), fresh),
+    )
+    .await
+    .unwrap();
+    assert_eq!(within("first", account.ask(Deposit(1))).await.unwrap(), 1);
+    storage.fail_next_write();
+    let err = within("second", account.ask(Deposit(1))).await.unwrap_err();
+    assert_eq!(err, AskError::NoReply(id));
+    // The next save carries the state, including the unacknowledged deposit.
+    assert_eq!(within("third", account.ask(Deposit(1))).await.unwrap(), 3);
+    assert_eq!(stored_balance_live(&storage, id), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confirmed_replies_share_writes() {
+    let (storage, mut written) = FaultStorage::new();
+    let handle = SharedStorage::new(storage.clone()).with_policy(confirming());
+    let id = ActorId::new_v4();
+    let account = within(
+        "spawn",
+        RootContext::default().respawn_or(&handle, id, || (), fresh),
+    )
+    .await
+    .unwrap();
+    let asks: Vec<_> = (0..200)
+        .map(|_| {
+            let account = account.clone();
+            tokio::spawn(async move { account.ask(Deposit(1)).await })
+        })
+        .collect();
+    for ask in asks {
+        within("ask", ask).await.unwrap().unwrap();
+    }
+    // Every acknowledged deposit is in storage.
+    assert_eq!(stored_balance_live(&storage, id), 200);
+    let mut writes = 0;
+    while written.try_recv().is_ok() {
+        writes += 1;
+    }
+    assert!((1..=200).contains(&writes), "{writes} writes");
 }

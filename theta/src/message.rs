@@ -26,14 +26,28 @@ pub trait Message<A: Actor>: Send + 'static {
 #[derive(Debug)]
 pub struct Reply<R>(oneshot::Sender<R>);
 
-impl<R> Reply<R> {
+impl<R: Send + 'static> Reply<R> {
     pub(crate) fn new(tx: oneshot::Sender<R>) -> Self {
         Self(tx)
     }
 
     /// Answers the ask. If the asker gave up (timed out or was dropped) the value is
     /// dropped; that is not an error for the actor.
+    ///
+    /// For a persistent actor whose policy
+    /// [confirms replies](crate::persistence::SnapshotPolicy::confirm_replies), the
+    /// answer is held until the snapshot taken after this handler is durable.
     pub fn send<A: Actor>(self, ctx: &Context<A>, value: R) {
+        #[cfg(feature = "persistence")]
+        if let Some(state) = ctx.persist_slot().get()
+            && state.confirms_replies()
+        {
+            let tx = self.0;
+            state.hold_reply(Box::new(move || {
+                let _ = tx.send(value);
+            }));
+            return;
+        }
         let _ = ctx;
         let _ = self.0.send(value);
     }

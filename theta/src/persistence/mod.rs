@@ -165,7 +165,9 @@
 //!   handler returned and hand the bytes to a per-actor writer, one write in
 //!   flight, latest state wins. A handler that panicked is never saved. A restart
 //!   after a panic restores the latest saved snapshot. `RootContext::shutdown`
-//!   waits for pending writes.
+//!   waits for pending writes. With
+//!   [`confirm_replies`](SnapshotPolicy::confirm_replies) an answered `ask` means a
+//!   durable change: replies wait for the snapshot that includes them.
 //! - **Schema evolution**: [`PersistentActor::SCHEMA_VERSION`] is recorded;
 //!   older snapshots go through [`PersistentActor::migrate`], newer ones are
 //!   refused.

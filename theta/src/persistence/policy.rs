@@ -22,6 +22,7 @@ pub struct SnapshotPolicy {
     every: Option<NonZeroU32>,
     interval: Option<Duration>,
     on_stop: bool,
+    confirm: bool,
 }
 
 impl SnapshotPolicy {
@@ -31,6 +32,7 @@ impl SnapshotPolicy {
             every: None,
             interval: None,
             on_stop: false,
+            confirm: false,
         }
     }
 
@@ -58,9 +60,27 @@ impl SnapshotPolicy {
         self
     }
 
+    /// Hold every `ask` reply until a snapshot that includes the handler's effect
+    /// is durable, so an answered ask means a saved change. Any handler that
+    /// replies triggers that save (besides the other rules); if the write fails,
+    /// the held replies are dropped and those asks fail with
+    /// [`AskError::NoReply`](crate::AskError::NoReply).
+    ///
+    /// The mailbox is not held meanwhile: the actor handles its next messages while
+    /// the write is in flight, and one write covers every reply held before it.
+    pub const fn confirm_replies(mut self) -> Self {
+        self.confirm = true;
+        self
+    }
+
     /// Whether no automatic save is configured.
     pub const fn is_manual(&self) -> bool {
-        self.every.is_none() && self.interval.is_none() && !self.on_stop
+        self.every.is_none() && self.interval.is_none() && !self.on_stop && !self.confirm
+    }
+
+    /// Whether replies wait for their snapshot ([`confirm_replies`](Self::confirm_replies)).
+    pub const fn confirms_replies(&self) -> bool {
+        self.confirm
     }
 
     /// The message count between saves, if set.

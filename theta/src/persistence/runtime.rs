@@ -1,8 +1,9 @@
 //! Persistent actors at run time: the per-actor persistence state, the driver that
 //! restores and saves, and the background writer of automatic snapshots.
 
+use std::fmt;
 use std::pin::pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
@@ -15,8 +16,11 @@ use crate::runtime::{Driver, Signal, catch, lock};
 use super::snapshot::{decode_snapshot as decode, encode_snapshot as encode};
 use super::{PersistentActor, PersistentStorage, SharedStorage, SnapshotPolicy, StaleSnapshot};
 
-/// Per-actor persistence state shared by the context (manual saves) and the driver.
-#[derive(Debug)]
+/// An `ask` answer waiting for its snapshot to be durable.
+pub(crate) type HeldReply = Box<dyn FnOnce() + Send>;
+
+/// Per-actor persistence state shared by the context (manual saves, held replies)
+/// and the driver.
 pub(crate) struct PersistState {
     id: ActorId,
     /// The last sequence number handed out.
@@ -24,6 +28,19 @@ pub(crate) struct PersistState {
     /// The newest snapshot the storage acknowledged (or the one recovered): what a
     /// restart restores.
     last_saved: Mutex<Option<(u64, Vec<u8>)>>,
+    /// Replies are held until their snapshot is durable.
+    confirm: AtomicBool,
+    /// Replies sent during the current turn.
+    held: Mutex<Vec<HeldReply>>,
+}
+
+impl fmt::Debug for PersistState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PersistState")
+            .field("id", &self.id)
+            .field("sequence", &self.sequence)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PersistState {
@@ -32,7 +49,21 @@ impl PersistState {
             id,
             sequence: AtomicU64::new(sequence),
             last_saved: Mutex::new(recovered.map(|bytes| (sequence, bytes))),
+            confirm: AtomicBool::new(false),
+            held: Mutex::new(Vec::new()),
         }
+    }
+
+    pub(crate) fn confirms_replies(&self) -> bool {
+        self.confirm.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn hold_reply(&self, reply: HeldReply) {
+        lock(&self.held).push(reply);
+    }
+
+    fn take_held(&self) -> Vec<HeldReply> {
+        std::mem::take(&mut *lock(&self.held))
     }
 
     pub(crate) fn next_sequence(&self) -> u64 {
@@ -79,11 +110,15 @@ impl<A: PersistentActor, I: ActorArgs<Actor = A>> Driver<A> for PersistDriver<A,
     fn after_turn(&mut self, actor: &A, _ctx: &Context<A>) {
         if let Some(auto) = &mut self.auto {
             auto.dirty = true;
-            if let Some(n) = auto.policy.messages() {
-                auto.since_save += 1;
-                if auto.since_save >= n.get() {
-                    auto.save(actor, &self.state);
-                }
+            auto.since_save += 1;
+            let every = auto
+                .policy
+                .messages()
+                .is_some_and(|n| auto.since_save >= n.get());
+            // A held reply waits for a snapshot: take one now.
+            let held = auto.policy.confirms_replies() && !lock(&self.state.held).is_empty();
+            if every || held {
+                auto.save(actor, &self.state);
             }
         }
     }
@@ -97,6 +132,8 @@ impl<A: PersistentActor, I: ActorArgs<Actor = A>> Driver<A> for PersistDriver<A,
     }
 
     async fn before_restart(&mut self) {
+        // Replies of the failed turn are never released: those asks fail.
+        drop(self.state.take_held());
         if let Some(auto) = &mut self.auto {
             // The restart restores the latest *acknowledged* snapshot: let writes in
             // flight settle first so it is really the latest.
@@ -115,6 +152,7 @@ impl<A: PersistentActor, I: ActorArgs<Actor = A>> Driver<A> for PersistDriver<A,
     }
 
     async fn finish(&mut self) {
+        drop(self.state.take_held());
         if let Some(auto) = &mut self.auto {
             if let Some(ticker) = auto.ticker.take() {
                 ticker.abort();
@@ -141,6 +179,9 @@ impl AutoSave {
         storage: SharedStorage,
         state: Arc<PersistState>,
     ) -> Self {
+        state
+            .confirm
+            .store(policy.confirms_replies(), Ordering::Relaxed);
         let writer = Arc::new(Writer::default());
         let task = tokio::spawn(write_loop(Arc::clone(&writer), storage, state));
         Self {
@@ -176,8 +217,14 @@ impl AutoSave {
         self.since_save = 0;
         self.dirty = false;
         let sequence = state.next_sequence();
+        let replies = state.take_held();
         match encode::<A>(state.id, sequence, actor) {
-            Ok(bytes) => self.writer.submit(sequence, bytes),
+            Ok(bytes) => self.writer.submit(Job {
+                sequence,
+                bytes,
+                replies,
+            }),
+            // The held replies drop with the error: their asks fail.
             Err(err) => tracing::error!(error = %err, "automatic snapshot not taken"),
         }
     }
@@ -195,14 +242,30 @@ pub(crate) struct Writer {
 
 #[derive(Default)]
 struct Slot {
-    pending: Option<(u64, Vec<u8>)>,
+    pending: Option<Job>,
     busy: bool,
     closed: bool,
 }
 
+/// One snapshot to write, and the replies it releases once durable.
+struct Job {
+    sequence: u64,
+    bytes: Vec<u8>,
+    replies: Vec<HeldReply>,
+}
+
 impl Writer {
-    fn submit(&self, sequence: u64, bytes: Vec<u8>) {
-        lock(&self.slot).pending = Some((sequence, bytes));
+    fn submit(&self, mut job: Job) {
+        let mut slot = lock(&self.slot);
+        if let Some(older) = slot.pending.take() {
+            // The newer snapshot includes everything the older one did, so it
+            // also releases the older one's replies.
+            let mut replies = older.replies;
+            replies.append(&mut job.replies);
+            job.replies = replies;
+        }
+        slot.pending = Some(job);
+        drop(slot);
         self.wake.notify_one();
     }
 
@@ -226,7 +289,7 @@ impl Writer {
         }
     }
 
-    fn take(&self) -> Option<Option<(u64, Vec<u8>)>> {
+    fn take(&self) -> Option<Option<Job>> {
         let mut slot = lock(&self.slot);
         match slot.pending.take() {
             Some(job) => {
@@ -249,7 +312,11 @@ impl Writer {
 
 async fn write_loop(writer: Arc<Writer>, storage: SharedStorage, state: Arc<PersistState>) {
     loop {
-        let (sequence, bytes) = match writer.take() {
+        let Job {
+            sequence,
+            bytes,
+            replies,
+        } = match writer.take() {
             Some(Some(job)) => job,
             Some(None) => break,
             None => {
@@ -259,9 +326,26 @@ async fn write_loop(writer: Arc<Writer>, storage: SharedStorage, state: Arc<Pers
         };
         let saved = bytes.clone();
         match catch(storage.try_write(state.id, bytes)).await {
-            Ok(Ok(())) => state.record_saved(sequence, saved),
+            Ok(Ok(())) => {
+                state.record_saved(sequence, saved);
+                replies.into_iter().for_each(|reply| reply());
+            }
             Ok(Err(err)) if err.is::<StaleSnapshot>() => {
-                tracing::debug!(sequence, "storage already holds a newer snapshot");
+                let stored = err
+                    .downcast_ref::<StaleSnapshot>()
+                    .map_or(u64::MAX, |s| s.stored);
+                if stored <= state.sequence.load(Ordering::SeqCst) {
+                    // A later save of this actor (a manual one) is durable and
+                    // includes this state.
+                    tracing::debug!(sequence, stored, "storage already holds a newer snapshot");
+                    replies.into_iter().for_each(|reply| reply());
+                } else {
+                    tracing::error!(
+                        sequence,
+                        stored,
+                        "storage holds a snapshot this actor never wrote; is another process writing this id?"
+                    );
+                }
             }
             Ok(Err(err)) => {
                 tracing::error!(sequence, error = %format!("{err:#}"), "automatic snapshot write failed");
