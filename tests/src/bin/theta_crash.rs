@@ -3,9 +3,12 @@
 //! and checks what recovery sees.
 //!
 //! ```text
-//! theta_crash child --backend fs --dir D --seed S
-//! theta_crash run   --backend fs --iterations N [--dir D] [--seed S]
+//! theta_crash child --backend fs|sled --dir D --seed S
+//! theta_crash run   --backend fs|sled --iterations N [--dir D] [--seed S]
+//! theta_crash soak  --backend fs|sled --seconds S [--dir D] [--seed S]
 //! ```
+//!
+//! `soak` is `run` with as many kill points as fit in the given time.
 //!
 //! The child resumes each actor from its stored snapshot, then many tasks (several
 //! per actor id, so same-id writers race) save increasing values, each sealed in a
@@ -43,19 +46,22 @@ const CHILD_LIFETIME: Duration = Duration::from_secs(20);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Backend {
     Fs,
+    Sled,
 }
 
 impl Backend {
     fn parse(name: &str) -> anyhow::Result<Backend> {
         match name {
             "fs" => Ok(Backend::Fs),
-            other => bail!("unknown backend {other:?} (known: fs)"),
+            "sled" => Ok(Backend::Sled),
+            other => bail!("unknown backend {other:?} (known: fs, sled)"),
         }
     }
 
     fn name(self) -> &'static str {
         match self {
             Backend::Fs => "fs",
+            Backend::Sled => "sled",
         }
     }
 
@@ -64,6 +70,11 @@ impl Backend {
             Backend::Fs => Ok(SharedStorage::new(theta_persistence_fs::FsStorage::open(
                 dir,
             )?)),
+            // Durable (the default): an acknowledged save has been flushed and
+            // fsync'd, so a kill may not lose it.
+            Backend::Sled => Ok(SharedStorage::new(
+                theta_persistence_sled::SledStorage::open(dir)?,
+            )),
         }
     }
 
@@ -88,6 +99,9 @@ impl Backend {
                 }
                 out
             }
+            // sled writes in place into its own log and recovers a prefix of it on
+            // open; it leaves no per-write temp files to look for.
+            Backend::Sled => Vec::new(),
         }
     }
 }
@@ -347,7 +361,23 @@ fn verify(backend: Backend, dir: &Path, acked: &HashMap<ActorId, u64>) -> Vec<St
     failures
 }
 
-fn run(backend: Backend, iterations: u64, dir: Option<PathBuf>, seed: u64) -> anyhow::Result<bool> {
+/// When a `run` stops: after a number of kill points, or at a deadline (`soak`).
+#[derive(Debug, Clone, Copy)]
+enum Until {
+    Iterations(u64),
+    Deadline(Instant),
+}
+
+impl Until {
+    fn more(self, done: u64) -> bool {
+        match self {
+            Until::Iterations(n) => done < n,
+            Until::Deadline(deadline) => Instant::now() < deadline,
+        }
+    }
+}
+
+fn run(backend: Backend, until: Until, dir: Option<PathBuf>, seed: u64) -> anyhow::Result<bool> {
     let temp;
     let dir = match dir {
         Some(dir) => dir,
@@ -360,7 +390,9 @@ fn run(backend: Backend, iterations: u64, dir: Option<PathBuf>, seed: u64) -> an
     let mut acked = HashMap::new();
     let mut failures = 0u64;
     let started = Instant::now();
-    for iteration in 0..iterations {
+    let mut iteration = 0;
+    while until.more(iteration) {
+        iteration += 1;
         let child_seed = rng.next();
         if let Err(e) = crash_once(backend, &dir, child_seed, &mut rng, &mut acked) {
             failures += 1;
@@ -374,7 +406,7 @@ fn run(backend: Backend, iterations: u64, dir: Option<PathBuf>, seed: u64) -> an
     }
     let acks: u64 = acked.values().sum();
     println!(
-        "crash: {iterations} kill points, {failures} failures ({} backend, highest acked values sum {acks}, seed {seed}, {:.1} s)",
+        "crash: {iteration} kill points, {failures} failures ({} backend, highest acked values sum {acks}, seed {seed}, {:.1} s)",
         backend.name(),
         started.elapsed().as_secs_f64()
     );
@@ -383,7 +415,7 @@ fn run(backend: Backend, iterations: u64, dir: Option<PathBuf>, seed: u64) -> an
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: theta_crash child --backend fs --dir D --seed S\n       theta_crash run --backend fs --iterations N [--dir D] [--seed S]"
+        "usage: theta_crash child --backend fs|sled --dir D --seed S\n       theta_crash run --backend fs|sled --iterations N [--dir D] [--seed S]\n       theta_crash soak --backend fs|sled --seconds S [--dir D] [--seed S]"
     );
     ExitCode::from(2)
 }
@@ -422,7 +454,20 @@ fn main() -> ExitCode {
                     .context("--iterations")?;
                 run(
                     backend,
-                    iterations,
+                    Until::Iterations(iterations),
+                    flags.get("dir").map(PathBuf::from),
+                    seed,
+                )
+            }
+            "soak" => {
+                let seconds: u64 = flags
+                    .get("seconds")
+                    .context("soak needs --seconds")?
+                    .parse()
+                    .context("--seconds")?;
+                run(
+                    backend,
+                    Until::Deadline(Instant::now() + Duration::from_secs(seconds)),
                     flags.get("dir").map(PathBuf::from),
                     seed,
                 )

@@ -238,3 +238,52 @@ impl PersistenceError {
 pub(crate) fn is_not_found(err: &anyhow::Error) -> bool {
     err.is::<SnapshotNotFound>()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_error<E: std::error::Error + Send + Sync + 'static>() {}
+
+    #[test]
+    fn errors_are_send_sync_static() {
+        assert_error::<PersistenceError>();
+        assert_error::<SnapshotNotFound>();
+        assert_error::<StaleSnapshot>();
+        assert_error::<Unsupported>();
+        assert_error::<crate::AskError>();
+        assert_error::<crate::SendError>();
+        assert_error::<crate::SpawnError>();
+        assert_error::<crate::ShutdownError>();
+    }
+
+    #[test]
+    fn messages_name_the_actor_and_the_cause() {
+        let id = ActorId::from_u128(0xabc);
+        let err = PersistenceError::from_write(
+            id,
+            anyhow::Error::new(std::io::Error::other("disk on fire")),
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains(&id.to_string()) && text.contains("disk on fire"),
+            "{text}"
+        );
+        let stale = PersistenceError::from_write(
+            id,
+            anyhow::Error::new(StaleSnapshot {
+                id,
+                stored: 9,
+                attempted: 3,
+            }),
+        );
+        assert!(matches!(
+            stale,
+            PersistenceError::Stale {
+                stored: 9,
+                attempted: 3,
+                ..
+            }
+        ));
+    }
+}
