@@ -5,12 +5,18 @@
 //! - `ui [--bless]`: only the trybuild compile-fail/pass tests; `--bless`
 //!   regenerates their `.stderr` files.
 //! - `crash --backend fs|sled --iterations N`: the long SIGKILL crash loop.
-//! - `bench`: the criterion suites.
+//! - `soak [--iterations N]`: the crash loop (`theta_crash run`) against every
+//!   backend, N kill points each (default 2000).
+//! - `bench [--report-only] [--suite NAME].. [-- CRITERION ARGS]`: the criterion
+//!   suites, then `target/bench-report.md` (see the `bench` module).
+
+mod bench;
 
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 
+/// Runs the command named by the first argument.
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match run(&args) {
@@ -22,6 +28,7 @@ fn main() -> ExitCode {
     }
 }
 
+/// Dispatches one command.
 fn run(args: &[String]) -> Result<()> {
     let (cmd, rest) = args
         .split_first()
@@ -30,7 +37,8 @@ fn run(args: &[String]) -> Result<()> {
         "test" => test(),
         "ui" => ui(rest.iter().any(|a| a == "--bless")),
         "crash" => crash(rest),
-        "bench" => bench(rest),
+        "soak" => soak(rest),
+        "bench" => bench::run(rest),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())
@@ -39,11 +47,16 @@ fn run(args: &[String]) -> Result<()> {
     }
 }
 
+/// The help text.
 const USAGE: &str = "usage: cargo xtask <command>
   test                                   fmt check, clippy, all tests (what CI runs)
   ui [--bless]                           trybuild macro tests; --bless rewrites .stderr files
   crash --backend fs|sled --iterations N long SIGKILL crash-recovery loop
-  bench                                  criterion benchmarks";
+  soak [--iterations N]                  crash loop against every backend (default N = 2000)
+  bench [--report-only] [--suite NAME].. [-- CRITERION ARGS]
+                                         criterion suites (messaging, envelope, fs, sled),
+                                         then target/bench-report.md; --report-only only
+                                         rewrites the report from existing results";
 
 /// Runs `cargo <args>` from the workspace root; fails on a non-zero exit.
 fn cargo(args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
@@ -61,6 +74,7 @@ fn cargo(args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
     Ok(())
 }
 
+/// The workspace root (the parent of this crate's directory).
 fn workspace_root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -68,6 +82,7 @@ fn workspace_root() -> std::path::PathBuf {
         .unwrap_or_else(|| ".".into())
 }
 
+/// `cargo xtask test`: the full gate.
 fn test() -> Result<()> {
     cargo(&["fmt", "--all", "--check"], &[])?;
     cargo(
@@ -98,6 +113,7 @@ fn test() -> Result<()> {
     Ok(())
 }
 
+/// `cargo xtask ui`: the trybuild tests, optionally re-blessing their output.
 fn ui(bless: bool) -> Result<()> {
     let envs: &[(&str, &str)] = if bless {
         &[("TRYBUILD", "overwrite")]
@@ -107,6 +123,7 @@ fn ui(bless: bool) -> Result<()> {
     cargo(&["test", "-p", "theta-tests", "--test", "ui"], envs)
 }
 
+/// `cargo xtask crash ..`: one crash loop, arguments passed through.
 fn crash(rest: &[String]) -> Result<()> {
     let mut args = vec![
         "run",
@@ -122,11 +139,41 @@ fn crash(rest: &[String]) -> Result<()> {
     cargo(&args, &[])
 }
 
-fn bench(rest: &[String]) -> Result<()> {
-    let mut args = vec!["bench", "--workspace"];
-    if !rest.is_empty() {
-        args.push("--");
-        args.extend(rest.iter().map(String::as_str));
+/// `cargo xtask soak [--iterations N]`: the SIGKILL crash loop against the fs and
+/// the sled backend, N kill points each.
+fn soak(rest: &[String]) -> Result<()> {
+    let mut iterations = String::from("2000");
+    let mut args = rest.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--iterations" => {
+                let value = args.next().context("--iterations needs a value")?;
+                match value.parse::<u64>() {
+                    Ok(n) if n > 0 => iterations = value.clone(),
+                    _ => bail!("--iterations expects a positive number, got {value:?}"),
+                }
+            }
+            other => bail!("soak: unknown argument {other:?}\n{USAGE}"),
+        }
     }
-    cargo(&args, &[])
+    for backend in ["fs", "sled"] {
+        cargo(
+            &[
+                "run",
+                "--release",
+                "-p",
+                "theta-tests",
+                "--bin",
+                "theta_crash",
+                "--",
+                "run",
+                "--backend",
+                backend,
+                "--iterations",
+                &iterations,
+            ],
+            &[],
+        )?;
+    }
+    Ok(())
 }
