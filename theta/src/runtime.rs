@@ -1,8 +1,14 @@
 //! The actor task: mailbox loop, supervision and teardown, plus the registry of live
 //! actors that a [`RootContext`](crate::RootContext) owns.
 //!
-//! The hot path is `serve`: receive, run the handler under `catch_unwind`, let the
-//! driver look at the new state (a no-op for plain actors), repeat.
+//! The hot path is `serve`: receive, run the handler, let the driver look at the
+//! new state (a no-op for plain actors), repeat; one `catch_unwind` wraps the loop.
+//!
+//! The mailbox is tokio's unbounded mpsc. The `channel` group of
+//! `benches/messaging.rs` measured the candidates on the 1M-tell workload (2 cores):
+//! async-channel 13.5 M/s, tokio 11.9 M/s, flume 6.2 M/s. tokio is within 13 % of
+//! the fastest and alone gives both weak senders (refs that do not keep an actor
+//! alive) and a receiver-side `close` (sends fail the moment an actor stops).
 
 use std::any::{Any, type_name};
 use std::collections::{HashMap, VecDeque};
