@@ -264,7 +264,7 @@ impl Committer {
 
     /// Writes the temp file of one write.
     fn stage(&self, id: ActorId, bytes: &[u8]) -> Result<Staged, FsError> {
-        let byte = id.as_bytes()[0];
+        let byte = layout::shard_byte(id);
         let shard = layout::shard_dir(&self.shared.snapshots, id);
         if !self.shards[byte as usize].load(Ordering::Acquire) {
             // The new shard's entry in `snapshots/` is made durable by the data

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! <dir>/LOCK                              flock'ed while a store has the dir open
-//! <dir>/snapshots/<aa>/<uuid>.snap        aa = first byte of the id in hex
+//! <dir>/snapshots/<aa>/<uuid>.snap        aa = XOR of the id's 16 bytes, in hex
 //! <dir>/snapshots/<aa>/.<uuid>.<n>.tmp    a write in progress (removed at open)
 //! ```
 //!
@@ -26,9 +26,18 @@ const TMP_EXT: &str = ".tmp";
 pub(crate) const DIR_MODE: u32 = 0o700;
 pub(crate) const FILE_MODE: u32 = 0o600;
 
-/// The shard directory of `id`: its first byte in hex.
+/// The shard of `id`: the XOR of its 16 bytes. Random (v4) ids spread evenly
+/// either way; folding every byte also spreads ids that differ only in a few
+/// bytes (sequential `ActorId::from_u128(base + i)`, v7 ids with one timestamp
+/// prefix). Sharding by a prefix put such ids into one directory, whose lock
+/// serialized every rename: durable saves of 64 such actors ran at half the rate.
+pub(crate) fn shard_byte(id: ActorId) -> u8 {
+    id.as_bytes().iter().fold(0, |acc, b| acc ^ b)
+}
+
+/// The shard directory name of `id`: [`shard_byte`] in hex.
 pub(crate) fn shard_name(id: ActorId) -> String {
-    format!("{:02x}", id.as_bytes()[0])
+    format!("{:02x}", shard_byte(id))
 }
 
 pub(crate) fn shard_dir(snapshots: &Path, id: ActorId) -> PathBuf {
@@ -172,7 +181,7 @@ pub(crate) fn list(snapshots: &Path) -> Result<Vec<ActorId>, FsError> {
             };
             // Only the canonical name of an id in its own shard is that id's
             // snapshot; `try_read` would never find any other spelling.
-            if id.as_bytes()[0] != byte || id.hyphenated().to_string() != stem {
+            if shard_byte(id) != byte || id.hyphenated().to_string() != stem {
                 continue;
             }
             if entry.file_type().is_ok_and(|t| t.is_file()) {

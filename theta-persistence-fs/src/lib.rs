@@ -40,8 +40,9 @@
 //!
 //! # Layout
 //!
-//! `<dir>/LOCK`, and `<dir>/snapshots/<aa>/<uuid>.snap` where `aa` is the first
-//! byte of the id in hex, so a million actors are spread over 256 directories.
+//! `<dir>/LOCK`, and `<dir>/snapshots/<aa>/<uuid>.snap` where `aa` is the XOR of
+//! the id's 16 bytes in hex, so a million actors are spread over 256 directories
+//! whatever their ids look like (random, sequential, time-ordered).
 //! Directories are created 0700, files 0600. Files with other names are ignored;
 //! temp files a crash left behind are removed by `open`.
 //!

@@ -34,8 +34,10 @@ fn snapshots(dir: &Path) -> PathBuf {
     dir.join("snapshots")
 }
 
+/// The layout's shard of an id: the XOR of its bytes, in hex.
 fn shard(dir: &Path, id: ActorId) -> PathBuf {
-    snapshots(dir).join(format!("{:02x}", id.as_bytes()[0]))
+    let byte = id.as_bytes().iter().fold(0u8, |acc, b| acc ^ b);
+    snapshots(dir).join(format!("{byte:02x}"))
 }
 
 fn snap_file(dir: &Path, id: ActorId) -> PathBuf {
@@ -314,8 +316,11 @@ async fn stray_files_are_ignored_or_cleaned() {
     std::fs::write(&temp, b"half a snaps").unwrap();
     std::fs::write(sh.join("notes.txt"), b"unrelated").unwrap();
     std::fs::write(sh.join("not-a-uuid.snap"), b"junk").unwrap();
-    // A valid id in the wrong shard, and a non-canonical spelling.
-    let other = ActorId::from_u128(0xff00_0000_0000_4000_8000_0000_0000_0001);
+    // A valid id in the wrong shard (its byte XOR differs by one), and a
+    // non-canonical spelling.
+    let mut other = *id.as_bytes();
+    other[15] ^= 1;
+    let other = ActorId::from_bytes(other);
     std::fs::write(sh.join(format!("{other}.snap")), b"misplaced").unwrap();
     std::fs::write(
         sh.join(format!("{}.snap", id.to_string().to_uppercase())),
@@ -326,7 +331,11 @@ async fn stray_files_are_ignored_or_cleaned() {
     std::fs::write(snapshots(dir.path()).join("README"), b"hi").unwrap();
     std::fs::write(dir.path().join("unrelated"), b"hi").unwrap();
     // A partial snapshot under a real name (not something this store writes).
-    let partial_id = ActorId::from_u128(u128::from_be_bytes([id.as_bytes()[0]; 16]));
+    // (Same shard as `id`: two bytes flipped by the same mask keep the XOR.)
+    let mut partial_id = *id.as_bytes();
+    partial_id[14] ^= 0x5a;
+    partial_id[15] ^= 0x5a;
+    let partial_id = ActorId::from_bytes(partial_id);
     let mut partial = env(9, b"partial payload");
     partial.truncate(partial.len() - 5);
     std::fs::write(snap_file(dir.path(), partial_id), &partial).unwrap();

@@ -125,7 +125,7 @@ impl Rng {
 }
 
 fn actor_ids() -> Vec<ActorId> {
-    // Spread over shards: the first byte differs.
+    // Ids that differ in their first and last bytes (several fs shards).
     (0..ACTORS)
         .map(|i| ActorId::from_u128((i * 17) << 120 | (i + 1)))
         .collect()
