@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use theta::persistence::conformance::{Case, Harness, run_case};
+use theta::persistence::conformance::Harness;
 use theta_persistence_fs::FsStorage;
 
 /// Each `open` is a new store in its own directory under one temp dir; `reopen`
@@ -48,32 +48,7 @@ impl Harness for Fs {
     }
 }
 
-macro_rules! cases {
-    ($($name:ident => $case:expr),* $(,)?) => {$(
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $name() {
-            if let Err(e) = run_case(&Fs::new(), $case).await {
-                panic!("{}: {e}", $case.name());
-            }
-        }
-    )*};
-}
-
-cases! {
-    absent_is_not_found => Case::AbsentIsNotFound,
-    round_trip_0_bytes => Case::RoundTripEmpty,
-    round_trip_1_byte => Case::RoundTripOneByte,
-    round_trip_10_kib => Case::RoundTrip10KiB,
-    round_trip_16_mib => Case::RoundTrip16MiB,
-    overwrite_returns_latest => Case::OverwriteReturnsLatest,
-    prefix_ids_independent => Case::PrefixIdsIndependent,
-    parallel_100_ids_x_10_writes => Case::ParallelWrites,
-    delete_semantics => Case::DeleteSemantics,
-    stale_write_refused => Case::StaleWriteRefused,
-    concurrent_writers_higher_sequence_wins => Case::ConcurrentWritersHigherWins,
-    reopen_reads_identical_bytes => Case::ReopenIdentical,
-    list_is_the_live_set => Case::ListIsLiveSet,
-}
+theta::conformance_tests!(Fs::new());
 
 /// The harness itself: a reopen really reopens (the lock is held while a handle
 /// lives, and released by the drop in `reopen`).

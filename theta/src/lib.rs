@@ -172,4 +172,7 @@ pub mod __private {
 
     pub use core::future::Future;
     pub use core::option::Option;
+
+    #[cfg(feature = "conformance")]
+    pub use tokio;
 }

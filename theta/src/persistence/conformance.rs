@@ -28,6 +28,25 @@
 //! # }
 //! ```
 //!
+//! Or generate one `#[test]` per case, named after it, with
+//! [`conformance_tests!`](crate::conformance_tests) (no tokio dependency needed in
+//! the calling crate):
+//!
+//! ```
+//! # use theta::persistence::MemoryStorage;
+//! # use theta::persistence::conformance::Harness;
+//! # struct Memory;
+//! # impl Harness for Memory {
+//! #     type Storage = MemoryStorage;
+//! #     async fn open(&self) -> anyhow::Result<MemoryStorage> { Ok(MemoryStorage::new()) }
+//! #     async fn reopen(&self, s: MemoryStorage) -> anyhow::Result<MemoryStorage> { Ok(s) }
+//! # }
+//! mod memory_conformance {
+//!     theta::conformance_tests!(super::Memory);
+//! }
+//! # fn main() {}
+//! ```
+//!
 //! Payloads are wrapped in real envelopes ([`envelope::seal`]) with increasing
 //! sequence numbers, as the runtime writes them.
 
@@ -448,4 +467,44 @@ async fn list<S: PersistentStorage>(s: S) -> Outcome<S> {
         ));
     }
     Ok(s)
+}
+
+/// Generates one `#[test]` per conformance [`Case`], named after the case, each
+/// running it on a fresh store from the given [`Harness`] expression (evaluated
+/// once per test) on a two-worker tokio runtime.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($harness:expr) => {
+        $crate::conformance_tests! {
+            @cases $harness;
+            absent_is_not_found => AbsentIsNotFound,
+            round_trip_0_bytes => RoundTripEmpty,
+            round_trip_1_byte => RoundTripOneByte,
+            round_trip_10_kib => RoundTrip10KiB,
+            round_trip_16_mib => RoundTrip16MiB,
+            overwrite_returns_latest => OverwriteReturnsLatest,
+            prefix_ids_independent => PrefixIdsIndependent,
+            parallel_100_ids_x_10_writes => ParallelWrites,
+            delete_semantics => DeleteSemantics,
+            stale_write_refused => StaleWriteRefused,
+            concurrent_writers_higher_sequence_wins => ConcurrentWritersHigherWins,
+            reopen_reads_identical_bytes => ReopenIdentical,
+            list_is_the_live_set => ListIsLiveSet,
+        }
+    };
+    (@cases $harness:expr; $($name:ident => $case:ident),* $(,)?) => {$(
+        #[test]
+        fn $name() {
+            use $crate::persistence::conformance::{Case, run_case};
+            let runtime = $crate::__private::tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("a tokio runtime for the conformance case");
+            let harness = $harness;
+            if let Err(e) = runtime.block_on(run_case(&harness, Case::$case)) {
+                panic!("conformance case {}: {e}", Case::$case.name());
+            }
+        }
+    )*};
 }
