@@ -78,6 +78,16 @@ fn fresh() -> Account {
     Account { balance: 0 }
 }
 
+/// A top-level account recovered (or started fresh) from `storage`.
+async fn spawn_top_level(storage: &SharedStorage, id: ActorId) -> ActorRef<Account> {
+    within(
+        "spawn",
+        RootContext::default().respawn_or(storage, id, || (), fresh),
+    )
+    .await
+    .expect("spawning the account")
+}
+
 async fn stored_balance(storage: &MemoryStorage, id: ActorId) -> i64 {
     let root = RootContext::default();
     let probe: ActorRef<Account> = within("respawn", root.respawn(storage, id, ()))
@@ -338,12 +348,7 @@ async fn every_n_messages_policy_saves_after_the_nth() {
     let handle =
         SharedStorage::new(storage.clone()).with_policy(SnapshotPolicy::new().every_n_messages(3));
     let id = ActorId::new_v4();
-    let account = within(
-        "spawn",
-        RootContext::default().respawn_or(&handle, id, || (), fresh),
-    )
-    .await
-    .unwrap();
+    let account = spawn_top_level(&handle, id).await;
     for _ in 0..2 {
         within("deposit", account.ask(Deposit(10))).await.unwrap();
     }
@@ -363,12 +368,7 @@ async fn interval_policy_saves_only_when_something_changed() {
     let handle = SharedStorage::new(storage.clone())
         .with_policy(SnapshotPolicy::new().every_interval(Duration::from_secs(1)));
     let id = ActorId::new_v4();
-    let account = within(
-        "spawn",
-        RootContext::default().respawn_or(&handle, id, || (), fresh),
-    )
-    .await
-    .unwrap();
+    let account = spawn_top_level(&handle, id).await;
     // Idle ticks write nothing (virtual time: the clock is paused).
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert!(written.try_recv().is_err());
@@ -582,12 +582,7 @@ async fn confirmed_replies_wait_for_the_durable_snapshot() {
     };
     let handle = SharedStorage::new(storage.clone()).with_policy(confirming());
     let id = ActorId::new_v4();
-    let account = within(
-        "spawn",
-        RootContext::default().respawn_or(&handle, id, || (), fresh),
-    )
-    .await
-    .unwrap();
+    let account = spawn_top_level(&handle, id).await;
 
     let mut ask = account.ask(Deposit(5)).into_future();
     assert_eq!(within("write starts", writes.recv()).await, Some(1));
@@ -610,12 +605,7 @@ async fn a_failed_write_fails_the_confirmed_ask() {
     let (storage, _written) = FaultStorage::new();
     let handle = SharedStorage::new(storage.clone()).with_policy(confirming());
     let id = ActorId::new_v4();
-    let account = within(
-        "spawn",
-        RootContext::default().respawn_or(&handle, id, || (), fresh),
-    )
-    .await
-    .unwrap();
+    let account = spawn_top_level(&handle, id).await;
     assert_eq!(within("first", account.ask(Deposit(1))).await.unwrap(), 1);
     storage.fail_next_write();
     let err = within("second", account.ask(Deposit(1))).await.unwrap_err();
@@ -630,12 +620,7 @@ async fn confirmed_replies_share_writes() {
     let (storage, mut written) = FaultStorage::new();
     let handle = SharedStorage::new(storage.clone()).with_policy(confirming());
     let id = ActorId::new_v4();
-    let account = within(
-        "spawn",
-        RootContext::default().respawn_or(&handle, id, || (), fresh),
-    )
-    .await
-    .unwrap();
+    let account = spawn_top_level(&handle, id).await;
     let asks: Vec<_> = (0..200)
         .map(|_| {
             let account = account.clone();
