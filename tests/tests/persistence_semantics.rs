@@ -638,3 +638,65 @@ async fn confirmed_replies_share_writes() {
     }
     assert!((1..=200).contains(&writes), "{writes} writes");
 }
+
+/// An actor whose `on_exit` can be told to panic.
+#[derive(Debug, Clone, Serialize, Deserialize, ActorArgs)]
+struct Fragile {
+    value: i64,
+    explode_on_exit: bool,
+}
+
+#[derive(Debug)]
+struct Set(i64);
+
+#[actor("3d0c7a7e-7c55-4f5e-8f6e-6a1f3b2c0005", snapshot)]
+impl Actor for Fragile {
+    const _: () = {
+        async |Set(v): Set| {
+            self.value = v;
+        };
+    };
+
+    async fn on_exit(&mut self, _ctx: &Context<Self>, _reason: &ExitReason) {
+        if self.explode_on_exit {
+            self.value = -1;
+            panic!("on_exit failed halfway");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_final_snapshot_is_skipped_when_on_exit_panics() {
+    let storage = MemoryStorage::new();
+    let handle =
+        SharedStorage::new(storage.clone()).with_policy(SnapshotPolicy::new().on_graceful_stop());
+    let root = RootContext::default();
+    for explode_on_exit in [false, true] {
+        let id = ActorId::new_v4();
+        let actor = within(
+            "spawn",
+            root.spawn_persistent(
+                &handle,
+                id,
+                Fragile {
+                    value: 0,
+                    explode_on_exit,
+                },
+            ),
+        )
+        .await
+        .unwrap();
+        within("set", actor.ask(Set(5))).await.unwrap();
+        actor.stop();
+        within("stop", actor.stopped()).await;
+        let stored = storage.get(id);
+        if explode_on_exit {
+            assert!(stored.is_none(), "a half-run on_exit state was saved");
+        } else {
+            let stored = stored.expect("the final snapshot");
+            let (_, payload) = envelope::open(&stored, 1 << 20).unwrap();
+            let saved: Fragile = theta::persistence::decode_payload(payload).unwrap();
+            assert_eq!(saved.value, 5);
+        }
+    }
+}

@@ -537,12 +537,14 @@ async fn run<A: Actor, D: Driver<A>>(ctx: Context<A>, mut rx: Mailbox<A>, mut dr
     while rx.try_recv().is_ok() {}
     ctx.children().stop_all().await;
     if let Some(mut actor) = actor {
-        if let Err(payload) = catch(actor.on_exit(&ctx, &reason)).await {
-            let failure = ctx.failure_from_panic(FailurePhase::Handler, &*payload);
-            tracing::error!(failure = %failure, "on_exit panicked");
-        }
-        if reason.is_graceful() {
-            driver.on_graceful_exit(&actor, &ctx);
+        match catch(actor.on_exit(&ctx, &reason)).await {
+            Ok(()) if reason.is_graceful() => driver.on_graceful_exit(&actor, &ctx),
+            Ok(()) => {}
+            // A state `on_exit` panicked in the middle of is not saved.
+            Err(payload) => {
+                let failure = ctx.failure_from_panic(FailurePhase::Handler, &*payload);
+                tracing::error!(failure = %failure, "on_exit panicked; no final snapshot");
+            }
         }
     }
     driver.finish().await;
