@@ -230,6 +230,17 @@ impl AutoSave {
     }
 }
 
+impl Drop for AutoSave {
+    /// An aborted actor (shutdown timeout) never reaches `finish`: still let the
+    /// writer finish what it has and end, and stop the ticker.
+    fn drop(&mut self) {
+        self.writer.close();
+        if let Some(ticker) = self.ticker.take() {
+            ticker.abort();
+        }
+    }
+}
+
 /// A one-slot mailbox between an actor and its writer task: a newer snapshot
 /// replaces one not yet started, so at most one write is in flight and the last
 /// write is always the newest state.
