@@ -42,6 +42,19 @@ pub enum FsError {
         /// The sync error that poisoned the store.
         cause: String,
     },
+    /// A snapshot file is larger than any envelope theta writes; it was not read.
+    #[error(
+        "snapshot file {path} is {len} bytes, larger than any snapshot ({limit} bytes); not read",
+        path = .path.display()
+    )]
+    Oversized {
+        /// The file.
+        path: PathBuf,
+        /// Its length.
+        len: u64,
+        /// The largest envelope theta writes.
+        limit: u64,
+    },
     /// The committer thread of the store is gone (it panicked).
     #[error("the committer thread of snapshot store {path} stopped", path = .path.display())]
     CommitterStopped {

@@ -65,14 +65,14 @@ mod layout;
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock, mpsc};
 use std::thread::JoinHandle;
 
 use theta::ActorId;
-use theta::persistence::{PersistentStorage, SharedStorage, SnapshotNotFound};
+use theta::persistence::{PersistentStorage, SharedStorage, SnapshotNotFound, envelope};
 use tokio::sync::oneshot;
 
 use committer::{Committer, Job, Op, Shared};
@@ -287,13 +287,35 @@ async fn blocking<T: Send + 'static>(
 impl PersistentStorage for FsStorage {
     async fn try_read(&self, id: ActorId) -> Result<Vec<u8>, anyhow::Error> {
         let path = layout::snapshot_path(&self.inner.shared.snapshots, id);
-        blocking(move || match std::fs::read(&path) {
-            Ok(bytes) => Ok(bytes),
-            // A missing shard directory is "absent" as well.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                Err(anyhow::Error::new(SnapshotNotFound))
+        blocking(move || {
+            let file = match File::open(&path) {
+                Ok(file) => file,
+                // A missing shard directory is "absent" as well.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(anyhow::Error::new(SnapshotNotFound));
+                }
+                Err(e) => return Err(anyhow::Error::new(FsError::io("opening", path, e))),
+            };
+            // Never allocate more than the largest envelope theta writes, whatever
+            // the file (damaged, or not ours) claims.
+            let limit = envelope::MAX_ENVELOPE_LEN as u64;
+            let len = file
+                .metadata()
+                .map_err(|e| FsError::io("inspecting", &path, e))?
+                .len();
+            if len > limit {
+                return Err(anyhow::Error::new(FsError::Oversized { path, len, limit }));
             }
-            Err(e) => Err(anyhow::Error::new(FsError::io("reading", path, e))),
+            let mut bytes = Vec::with_capacity(len as usize);
+            (&file)
+                .take(limit + 1)
+                .read_to_end(&mut bytes)
+                .map_err(|e| FsError::io("reading", &path, e))?;
+            if bytes.len() as u64 > limit {
+                let len = bytes.len() as u64;
+                return Err(anyhow::Error::new(FsError::Oversized { path, len, limit }));
+            }
+            Ok(bytes)
         })
         .await
     }

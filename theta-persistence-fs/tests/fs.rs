@@ -531,3 +531,30 @@ mod failpoints {
         }
     }
 }
+
+/// A (sparse) file longer than any envelope is refused without being read.
+#[tokio::test]
+async fn an_oversized_file_is_refused_without_reading_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = ActorId::new_v4();
+    {
+        let store = FsStorage::open(dir.path()).unwrap();
+        t(store.try_write(id, env(1, b"small"))).await.unwrap();
+    }
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(snap_file(dir.path(), id))
+        .unwrap();
+    file.set_len(theta::persistence::envelope::MAX_ENVELOPE_LEN as u64 + 1)
+        .unwrap();
+    let store = FsStorage::open(dir.path()).unwrap();
+    let err = t(store.try_read(id)).await.unwrap_err();
+    assert!(
+        matches!(
+            err.downcast_ref::<theta_persistence_fs::FsError>(),
+            Some(theta_persistence_fs::FsError::Oversized { .. })
+        ),
+        "{err:#}"
+    );
+    assert!(err.to_string().contains(&id.to_string()), "{err:#}");
+}

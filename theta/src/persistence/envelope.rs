@@ -33,6 +33,11 @@ pub const TRAILER_LEN: usize = 4;
 pub const CODEC_BINCODE2: u8 = 1;
 /// Default limit on a snapshot's payload: 64 MiB.
 pub const DEFAULT_MAX_PAYLOAD: usize = 64 << 20;
+/// The hard ceiling on any payload (1 GiB): no configured limit goes above it.
+pub const MAX_PAYLOAD: usize = 1 << 30;
+/// The largest envelope theta writes or reads: backends may refuse to read
+/// anything longer without allocating it.
+pub const MAX_ENVELOPE_LEN: usize = HEADER_LEN + MAX_PAYLOAD + TRAILER_LEN;
 
 /// The parsed fixed-size header of an envelope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

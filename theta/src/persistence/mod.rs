@@ -279,7 +279,9 @@ pub trait PersistentActor: Actor {
     /// changes incompatibly, and handle older versions in [`migrate`](Self::migrate).
     const SCHEMA_VERSION: u32 = 0;
 
-    /// The largest snapshot payload this actor writes or reads (default 64 MiB).
+    /// The largest snapshot payload this actor writes or reads (default 64 MiB;
+    /// values above [`envelope::MAX_PAYLOAD`], 1 GiB, count as 1 GiB). A larger
+    /// snapshot is refused at save time, so nothing unreadable is ever written.
     const MAX_SNAPSHOT_BYTES: usize = envelope::DEFAULT_MAX_PAYLOAD;
 
     /// Builds initialization arguments from a restored snapshot and runtime args.

@@ -21,9 +21,14 @@ fn config() -> bincode::config::Configuration<
     bincode::config::standard().with_limit::<{ BINCODE_LIMIT }>()
 }
 
-/// A hard ceiling for any single decode (1 GiB); the per-actor limit is applied to
-/// the payload length before decoding starts.
-const BINCODE_LIMIT: usize = 1 << 30;
+/// A hard ceiling for any single decode; the per-actor limit is applied to the
+/// payload length before decoding starts.
+const BINCODE_LIMIT: usize = envelope::MAX_PAYLOAD;
+
+/// `A`'s payload limit, never above what the codec can read back.
+fn limit<A: PersistentActor>() -> usize {
+    A::MAX_SNAPSHOT_BYTES.min(envelope::MAX_PAYLOAD)
+}
 
 /// Appends the encoding straight after the envelope header: no intermediate
 /// buffer, no `io::Write` indirection.
@@ -80,11 +85,11 @@ pub fn encode_snapshot<A: PersistentActor>(
         }
     })?;
     let size = buf.len() - HEADER_LEN;
-    if size > A::MAX_SNAPSHOT_BYTES {
+    if size > limit::<A>() {
         return Err(PersistenceError::TooLarge {
             id,
             size,
-            limit: A::MAX_SNAPSHOT_BYTES,
+            limit: limit::<A>(),
         });
     }
     Ok(envelope::finish(
@@ -101,8 +106,8 @@ pub fn decode_snapshot<A: PersistentActor>(
     id: ActorId,
     bytes: &[u8],
 ) -> Result<(A::Snapshot, u64), PersistenceError> {
-    let (header, payload) = envelope::open(bytes, A::MAX_SNAPSHOT_BYTES)
-        .map_err(|e| PersistenceError::from_envelope(id, e))?;
+    let (header, payload) =
+        envelope::open(bytes, limit::<A>()).map_err(|e| PersistenceError::from_envelope(id, e))?;
     if header.actor_type != <A as Actor>::TYPE_ID {
         return Err(PersistenceError::TypeMismatch {
             id,
@@ -130,4 +135,47 @@ pub fn decode_snapshot<A: PersistentActor>(
         decode_payload(payload).map_err(|source| PersistenceError::Decode { id, source })?
     };
     Ok((snapshot, header.sequence))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ActorArgs, Context};
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Huge;
+
+    impl From<&Huge> for Huge {
+        fn from(_: &Huge) -> Self {
+            Huge
+        }
+    }
+
+    impl Actor for Huge {
+        type Msg = ();
+        const TYPE_ID: uuid::Uuid = uuid::Uuid::from_u128(7);
+        async fn process_msg(&mut self, _: &Context<Self>, _: ()) {}
+    }
+
+    impl ActorArgs for Huge {
+        type Actor = Huge;
+        async fn initialize(_: Context<Huge>, _: &Self) -> Huge {
+            Huge
+        }
+    }
+
+    impl PersistentActor for Huge {
+        type Snapshot = Huge;
+        type RuntimeArgs = ();
+        type ActorArgs = Huge;
+        const MAX_SNAPSHOT_BYTES: usize = usize::MAX;
+        fn persistent_args(s: Huge, _: ()) -> Huge {
+            s
+        }
+    }
+
+    #[test]
+    fn a_configured_limit_never_exceeds_what_the_codec_reads() {
+        assert_eq!(limit::<Huge>(), envelope::MAX_PAYLOAD);
+    }
 }
