@@ -1,7 +1,8 @@
 //! Project automation, run as `cargo xtask <command>` (alias in `.cargo/config.toml`).
 //!
 //! - `test`: the full gate CI runs: fmt check, clippy, every test (unit,
-//!   integration, doc, trybuild UI, feature-gated suites).
+//!   integration, doc, trybuild UI, feature-gated suites), then the docs with
+//!   warnings denied.
 //! - `ui [--bless]`: only the trybuild compile-fail/pass tests; `--bless`
 //!   regenerates their `.stderr` files.
 //! - `crash --backend fs|sled --iterations N`: the long SIGKILL crash loop.
@@ -110,6 +111,11 @@ fn test() -> Result<()> {
         &[],
     )?;
     cargo(&["test", "-p", "theta", "--all-features"], &[])?;
+    // Docs build without broken links or warnings.
+    cargo(
+        &["doc", "--workspace", "--no-deps", "--all-features"],
+        &[("RUSTDOCFLAGS", "-D warnings")],
+    )?;
     Ok(())
 }
 

@@ -19,7 +19,7 @@ mod sealed {
     impl<A: crate::Actor> Sealed for crate::Context<A> {}
 }
 
-/// Spawning with persistence, on [`RootContext`] (top-level actors) and
+/// Spawning with persistence, on [`RootContext`](crate::RootContext) (top-level actors) and
 /// [`Context`] (children). See the [module docs](super#spawning-precisely) for what
 /// each call does with stored data.
 pub trait PersistentSpawnExt: sealed::Sealed {
