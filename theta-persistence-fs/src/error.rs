@@ -42,6 +42,19 @@ pub enum FsError {
         /// The sync error that poisoned the store.
         cause: String,
     },
+    /// The directory holds a store of another layout (or snapshots without a
+    /// layout marker): reading it with this layout could miss snapshots and
+    /// report them absent, so it is refused.
+    #[error(
+        "snapshot store layout marker {path} says {found:?}; this build reads \"theta-persistence-fs layout 1\"",
+        path = .path.display()
+    )]
+    UnsupportedFormat {
+        /// The marker file.
+        path: PathBuf,
+        /// What it holds.
+        found: String,
+    },
     /// A snapshot file is larger than any envelope theta writes; it was not read.
     #[error(
         "snapshot file {path} is {len} bytes, larger than any snapshot ({limit} bytes); not read",

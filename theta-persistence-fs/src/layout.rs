@@ -19,6 +19,12 @@ use theta::persistence::envelope::{ENVELOPE_VERSION, HEADER_LEN, MAGIC, TRAILER_
 use crate::FsError;
 
 pub(crate) const LOCK_FILE: &str = "LOCK";
+pub(crate) const FORMAT_FILE: &str = "FORMAT";
+/// The content of `FORMAT` for this layout. Bump it whenever the layout changes
+/// (sharding, file names): a build that finds another layout must refuse the store
+/// rather than look in the wrong place and report "no snapshot", which would let
+/// `respawn_or` start actors fresh over existing data.
+pub(crate) const FORMAT: &str = "theta-persistence-fs layout 1\n";
 pub(crate) const SNAPSHOTS: &str = "snapshots";
 const SNAP_EXT: &str = ".snap";
 const TMP_EXT: &str = ".tmp";
@@ -83,6 +89,42 @@ pub(crate) fn create_dir_all_durable(path: &Path) -> Result<(), FsError> {
 
 pub(crate) fn open_dir(path: &Path) -> Result<File, FsError> {
     File::open(path).map_err(|e| FsError::io("opening directory", path, e))
+}
+
+/// Checks the layout marker of the store in `dir`, writing it (durably) into a
+/// store that has no snapshots yet.
+pub(crate) fn check_or_write_format(dir: &Path) -> Result<(), FsError> {
+    let path = dir.join(FORMAT_FILE);
+    match fs::read(&path) {
+        Ok(found) if found == FORMAT.as_bytes() => Ok(()),
+        Ok(found) => Err(FsError::UnsupportedFormat {
+            path,
+            found: String::from_utf8_lossy(&found).trim().to_owned(),
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let snapshots = dir.join(SNAPSHOTS);
+            let has_data = match fs::read_dir(&snapshots) {
+                Ok(mut entries) => entries.next().is_some(),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+                Err(e) => return Err(FsError::io("listing", snapshots, e)),
+            };
+            if has_data {
+                return Err(FsError::UnsupportedFormat {
+                    path,
+                    found: "no FORMAT file, but snapshots are present".to_owned(),
+                });
+            }
+            let temp = dir.join(".FORMAT.tmp");
+            let _ = fs::remove_file(&temp);
+            let mut file = create_file(&temp).map_err(|e| FsError::io("creating", &temp, e))?;
+            io::Write::write_all(&mut file, FORMAT.as_bytes())
+                .and_then(|()| file.sync_all())
+                .map_err(|e| FsError::io("writing", &temp, e))?;
+            fs::rename(&temp, &path).map_err(|e| FsError::io("renaming", &temp, e))?;
+            sync_dir(dir)
+        }
+        Err(e) => Err(FsError::io("reading", path, e)),
+    }
 }
 
 pub(crate) fn sync_dir(path: &Path) -> Result<(), FsError> {

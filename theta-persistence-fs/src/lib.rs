@@ -40,7 +40,9 @@
 //!
 //! # Layout
 //!
-//! `<dir>/LOCK`, and `<dir>/snapshots/<aa>/<uuid>.snap` where `aa` is the XOR of
+//! `<dir>/LOCK`, `<dir>/FORMAT` (the layout version: a store of another layout
+//! is refused with [`FsError::UnsupportedFormat`], never read as empty), and
+//! `<dir>/snapshots/<aa>/<uuid>.snap` where `aa` is the XOR of
 //! the id's 16 bytes in hex, so a million actors are spread over 256 directories
 //! whatever their ids look like (random, sequential, time-ordered).
 //! Directories are created 0700, files 0600. Files with other names are ignored;
@@ -54,7 +56,7 @@
 //!
 //! # Test-only feature
 //!
-//! `failpoints` adds [`FsStorage::fail_next`] to make the next write fail or abort
+//! `failpoints` adds `FsStorage::fail_next` to make the next write fail or abort
 //! the process at a chosen step of the commit. Never enable it in production.
 #![warn(missing_docs)]
 
@@ -196,6 +198,7 @@ impl FsStorage {
             Err(e) => return Err(FsError::io("locking", lock_path, io::Error::from(e))),
         }
 
+        layout::check_or_write_format(&dir)?;
         let snapshots = dir.join(layout::SNAPSHOTS);
         if layout::create_dir(&snapshots)? {
             layout::sync_dir(&dir)?;

@@ -558,3 +558,41 @@ async fn an_oversized_file_is_refused_without_reading_it() {
     );
     assert!(err.to_string().contains(&id.to_string()), "{err:#}");
 }
+
+/// A store of another layout is refused at open, never read as "no snapshots".
+#[tokio::test]
+async fn another_layout_is_refused_not_read_as_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = ActorId::new_v4();
+    {
+        let store = FsStorage::open(dir.path()).unwrap();
+        t(store.try_write(id, env(1, b"state"))).await.unwrap();
+    }
+    let marker = dir.path().join("FORMAT");
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap(),
+        "theta-persistence-fs layout 1\n"
+    );
+
+    std::fs::write(&marker, "theta-persistence-fs layout 2\n").unwrap();
+    let Err(err) = FsStorage::open(dir.path()) else {
+        panic!("a newer layout must be refused");
+    };
+    assert!(
+        matches!(err, theta_persistence_fs::FsError::UnsupportedFormat { .. }),
+        "{err}"
+    );
+
+    // Snapshots without any marker are not this layout's either.
+    std::fs::remove_file(&marker).unwrap();
+    let Err(err) = FsStorage::open(dir.path()) else {
+        panic!("snapshots without a marker must be refused");
+    };
+    assert!(err.to_string().contains("no FORMAT file"), "{err}");
+    assert!(snap_file(dir.path(), id).exists(), "nothing was touched");
+
+    // An empty directory gets the marker and opens.
+    let fresh = tempfile::tempdir().unwrap();
+    FsStorage::open(fresh.path()).unwrap();
+    assert!(fresh.path().join("FORMAT").exists());
+}
