@@ -7,12 +7,14 @@
 //! Default: 8192 cases per property (about two seconds each in a debug build);
 //! `PROPTEST_CASES=N` overrides. Each property prints how many inputs it ran.
 
+mod common;
+
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use proptest::prelude::*;
-use proptest::test_runner::{FileFailurePersistence, TestCaseError, TestRunner};
+use proptest::test_runner::{TestCaseError, TestRunner};
 use serde::{Deserialize, Serialize};
 use theta::ActorId;
 use theta::persistence::{
@@ -153,26 +155,12 @@ fn feed(bytes: &[u8]) -> Option<(Ledger, u64)> {
     decode_snapshot::<Ledger>(id, bytes).ok()
 }
 
-fn config(default: u32) -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(default);
-    ProptestConfig {
-        source_file: Some(file!()),
-        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
-            "proptest-regressions",
-        ))),
-        ..ProptestConfig::with_cases(cases)
-    }
-}
-
 /// Runs one property and prints its case and decoder-execution counts.
 fn run<S: Strategy>(name: &str, strategy: S, test: impl Fn(S::Value) -> Result<(), TestCaseError>) {
     let before = EXECUTIONS.get();
     let cases = AtomicU64::new(0);
     let started = std::time::Instant::now();
-    let result = TestRunner::new(config(8192)).run(&strategy, |value| {
+    let result = TestRunner::new(common::proptest_config(8192, file!())).run(&strategy, |value| {
         cases.fetch_add(1, Ordering::Relaxed);
         test(value)
     });

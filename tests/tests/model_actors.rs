@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use common::within;
 use proptest::prelude::*;
-use proptest::test_runner::{FileFailurePersistence, TestCaseError, TestRunner};
+use proptest::test_runner::{TestCaseError, TestRunner};
 use serde::{Deserialize, Serialize};
 use theta::persistence::{
     MemoryStorage, PersistentStorage, SharedStorage, SnapshotNotFound, decode_snapshot,
@@ -198,16 +198,7 @@ async fn run_ops(storage: SharedStorage, ops: Vec<Op>) -> Result<(), TestCaseErr
 }
 
 fn check(open: impl Fn() -> (SharedStorage, Option<tempfile::TempDir>)) {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(32);
-    let config = ProptestConfig {
-        cases,
-        failure_persistence: Some(Box::new(FileFailurePersistence::Off)),
-        ..ProptestConfig::default()
-    };
-    let mut runner = TestRunner::new(config);
+    let mut runner = TestRunner::new(common::proptest_config(32, file!()));
     let result = runner.run(&prop::collection::vec(op(), 1..40), |ops| {
         let (storage, _dir) = open();
         tokio::runtime::Builder::new_current_thread()

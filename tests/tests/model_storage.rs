@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use common::within;
 use proptest::prelude::*;
-use proptest::test_runner::{FileFailurePersistence, TestCaseError, TestRunner};
+use proptest::test_runner::{TestCaseError, TestRunner};
 use theta::ActorId;
 use theta::persistence::{
     MemoryStorage, PersistentStorage, SnapshotNotFound, StaleSnapshot, envelope,
@@ -67,22 +67,6 @@ fn op() -> impl Strategy<Value = Op> {
 
 fn ops() -> impl Strategy<Value = Vec<Op>> {
     prop::collection::vec(op(), 1..40)
-}
-
-fn config(default: u32) -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(default);
-    ProptestConfig {
-        // A failing case is saved to `model_storage.proptest-regressions` beside this
-        // file and replayed first from then on.
-        source_file: Some(file!()),
-        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
-            "proptest-regressions",
-        ))),
-        ..ProptestConfig::with_cases(cases)
-    }
 }
 
 /// How the model test gets, restarts and reopens a store of one backend.
@@ -269,7 +253,7 @@ async fn run_model<B: Backend>(mut backend: B, ops: &[Op]) -> Result<(), TestCas
 fn run_proptest<B: Backend>(name: &str, default_cases: u32, new: impl Fn() -> B) {
     let cases = AtomicU64::new(0);
     let operations = AtomicU64::new(0);
-    let mut runner = TestRunner::new(config(default_cases));
+    let mut runner = TestRunner::new(common::proptest_config(default_cases, file!()));
     let result = runner.run(&ops(), |ops| {
         cases.fetch_add(1, Ordering::Relaxed);
         operations.fetch_add(ops.len() as u64, Ordering::Relaxed);

@@ -129,9 +129,9 @@ fn ui(bless: bool) -> Result<()> {
     cargo(&["test", "-p", "theta-tests", "--test", "ui"], envs)
 }
 
-/// `cargo xtask crash ..`: one crash loop, arguments passed through.
-fn crash(rest: &[String]) -> Result<()> {
-    let mut args = vec![
+/// Runs the crash harness binary (release build) with `args`.
+fn theta_crash(args: &[&str]) -> Result<()> {
+    let mut cmd = vec![
         "run",
         "--release",
         "-p",
@@ -139,10 +139,16 @@ fn crash(rest: &[String]) -> Result<()> {
         "--bin",
         "theta_crash",
         "--",
-        "run",
     ];
+    cmd.extend_from_slice(args);
+    cargo(&cmd, &[])
+}
+
+/// `cargo xtask crash ..`: one crash loop, arguments passed through.
+fn crash(rest: &[String]) -> Result<()> {
+    let mut args = vec!["run"];
     args.extend(rest.iter().map(String::as_str));
-    cargo(&args, &[])
+    theta_crash(&args)
 }
 
 /// `cargo xtask soak [--iterations N]`: the SIGKILL crash loop against the fs and
@@ -163,23 +169,7 @@ fn soak(rest: &[String]) -> Result<()> {
         }
     }
     for backend in ["fs", "sled"] {
-        cargo(
-            &[
-                "run",
-                "--release",
-                "-p",
-                "theta-tests",
-                "--bin",
-                "theta_crash",
-                "--",
-                "run",
-                "--backend",
-                backend,
-                "--iterations",
-                &iterations,
-            ],
-            &[],
-        )?;
+        theta_crash(&["run", "--backend", backend, "--iterations", &iterations])?;
     }
     Ok(())
 }
