@@ -96,23 +96,49 @@ impl Backend for Memory {
 struct Fs {
     _temp: tempfile::TempDir,
     dir: PathBuf,
+    /// Restarts so far (each crash copy gets its own directory).
+    crashes: u32,
 }
 
 impl Fs {
     fn new() -> Self {
         let temp = tempfile::tempdir().unwrap();
         let dir = temp.path().join("store");
-        Self { _temp: temp, dir }
+        Self {
+            _temp: temp,
+            dir,
+            crashes: 0,
+        }
     }
 }
 
 impl Backend for Fs {
     type Storage = FsStorage;
     fn open(&mut self) -> FsStorage {
-        FsStorage::open(&self.dir).expect("opening fs store")
+        // A tiny journal: checkpoints run between (and during) the model's steps.
+        FsStorage::builder(&self.dir)
+            .journal_limit(4096)
+            .open()
+            .expect("opening fs store")
     }
+    /// A crash: the directory as a `kill -9` would leave it (copied while the
+    /// store is open, journal first, because a checkpoint may be running) is
+    /// opened in place of the original, which then closes unseen.
     async fn restart(&mut self, storage: FsStorage) -> FsStorage {
+        let crashed = self.dir.with_extension(format!("crash{}", self.crashes));
+        self.crashes += 1;
+        std::fs::create_dir(&crashed).expect("crash copy dir");
+        for part in ["journal", "snapshots", "FORMAT"] {
+            let status = std::process::Command::new("cp")
+                .arg("-a")
+                .arg(self.dir.join(part))
+                .arg(&crashed)
+                .status()
+                .expect("running cp");
+            assert!(status.success(), "copying {part}: {status}");
+        }
         drop(storage);
+        self.dir = crashed;
         self.open()
     }
     async fn reopen(&mut self, storage: FsStorage) -> FsStorage {

@@ -46,7 +46,7 @@ pub enum FsError {
     /// layout marker): reading it with this layout could miss snapshots and
     /// report them absent, so it is refused.
     #[error(
-        "snapshot store layout marker {path} says {found:?}; this build reads \"theta-persistence-fs layout 1\"",
+        "snapshot store layout marker {path} says {found:?}; this build reads \"theta-persistence-fs layout 2\" (and upgrades layout 1)",
         path = .path.display()
     )]
     UnsupportedFormat {
@@ -68,6 +68,33 @@ pub enum FsError {
         /// The largest envelope theta writes.
         limit: u64,
     },
+    /// A journal segment is damaged where it holds acknowledged writes (not at
+    /// the torn tail a crash leaves). The store is not opened: replaying around
+    /// the damage could bring back an older snapshot or lose a newer one.
+    #[error(
+        "journal segment {path} is damaged at byte {offset} ({cause}); it holds acknowledged snapshots, so the store was not opened",
+        path = .path.display()
+    )]
+    CorruptJournal {
+        /// The segment file.
+        path: PathBuf,
+        /// Where the damage starts.
+        offset: u64,
+        /// What is wrong there.
+        cause: &'static str,
+    },
+    /// A write larger than any envelope theta writes; it was not written.
+    #[error(
+        "snapshot of actor {id} is {len} bytes, larger than any snapshot ({limit} bytes); not written"
+    )]
+    TooLarge {
+        /// The actor.
+        id: theta::ActorId,
+        /// The write's length.
+        len: u64,
+        /// The largest envelope theta writes.
+        limit: u64,
+    },
     /// The committer thread of the store is gone (it panicked).
     #[error("the committer thread of snapshot store {path} stopped", path = .path.display())]
     CommitterStopped {
@@ -77,6 +104,46 @@ pub enum FsError {
 }
 
 impl FsError {
+    /// The same error again (for answering several waiters with one failure).
+    pub(crate) fn duplicate(&self) -> FsError {
+        match self {
+            FsError::Io { op, path, source } => FsError::Io {
+                op,
+                path: path.clone(),
+                source: crate::committer::clone_io(source),
+            },
+            FsError::Locked { path } => FsError::Locked { path: path.clone() },
+            FsError::Poisoned { path, cause } => FsError::Poisoned {
+                path: path.clone(),
+                cause: cause.clone(),
+            },
+            FsError::UnsupportedFormat { path, found } => FsError::UnsupportedFormat {
+                path: path.clone(),
+                found: found.clone(),
+            },
+            FsError::Oversized { path, len, limit } => FsError::Oversized {
+                path: path.clone(),
+                len: *len,
+                limit: *limit,
+            },
+            FsError::CorruptJournal {
+                path,
+                offset,
+                cause,
+            } => FsError::CorruptJournal {
+                path: path.clone(),
+                offset: *offset,
+                cause,
+            },
+            FsError::TooLarge { id, len, limit } => FsError::TooLarge {
+                id: *id,
+                len: *len,
+                limit: *limit,
+            },
+            FsError::CommitterStopped { path } => FsError::CommitterStopped { path: path.clone() },
+        }
+    }
+
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         FsError::Io {
             op,

@@ -1,28 +1,38 @@
 //! Test-only fault injection (cargo feature `failpoints`).
 //!
 //! Without the feature [`Failpoints::hit`] is an empty inline function, so the
-//! commit path carries no cost and no `cfg` noise.
+//! write path carries no cost and no `cfg` noise.
 
 use std::io;
 
-/// A step of the commit where a failpoint can fire.
+/// A step of a write where a failpoint can fire.
+///
+/// Writes are acknowledged once they are in the journal; the snapshot files are
+/// brought up to date later, by a checkpoint (see `FsStorage::checkpoint`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Step {
-    /// After the temp file was completely written, before any sync. A failure
-    /// fails only that write; the previous snapshot stays.
+    /// After a batch of writes was appended to the journal, before its sync. A
+    /// failure fails the batch and cuts it off the journal again; the previous
+    /// snapshots stay. An abort leaves the batch in the page cache,
+    /// unacknowledged.
+    JournalWrite,
+    /// At the `fdatasync` that makes a batch durable. A failure fails the batch
+    /// and poisons the store.
+    JournalSync,
+    /// In a checkpoint, after a snapshot file's temp file was written. A failure
+    /// fails the checkpoint (it is retried later); no write is affected.
     AfterTempWrite,
-    /// At the data sync that makes the batch's temp files durable (the first
-    /// `syncfs`). A failure fails the batch and poisons the store; no target was
-    /// replaced yet.
-    DataSync,
-    /// Just before the temp file is renamed over the target. A failure fails only
-    /// that write; the previous snapshot stays.
+    /// In a checkpoint, just before a temp file is renamed over a snapshot file.
+    /// A failure fails the checkpoint, as above.
     BeforeRename,
-    /// After the renames, at the sync that makes them durable (the second
-    /// `syncfs`, or the directory sync of a delete). A failure fails the batch and
-    /// poisons the store; the renamed files are visible but not acknowledged.
-    DirSync,
+    /// At the `syncfs` that makes a checkpoint's files durable. A failure fails
+    /// the checkpoint and poisons the store; the journal keeps every write.
+    CheckpointSync,
+    /// In a checkpoint, after its files were synced, before the journal segments
+    /// it covers are removed. A failure fails the checkpoint; the segments stay
+    /// and are replayed (harmlessly, again) at the next open.
+    SegmentDelete,
 }
 
 /// What a failpoint does when it fires.

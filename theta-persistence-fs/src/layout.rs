@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! <dir>/LOCK                              flock'ed while a store has the dir open
+//! <dir>/FORMAT                            the layout marker
+//! <dir>/journal/<generation>.log          the write-ahead journal (see `journal`)
 //! <dir>/snapshots/<aa>/<uuid>.snap        aa = XOR of the id's 16 bytes, in hex
 //! <dir>/snapshots/<aa>/.<uuid>.<n>.tmp    a write in progress (removed at open)
 //! ```
@@ -24,7 +26,13 @@ pub(crate) const FORMAT_FILE: &str = "FORMAT";
 /// (sharding, file names): a build that finds another layout must refuse the store
 /// rather than look in the wrong place and report "no snapshot", which would let
 /// `respawn_or` start actors fresh over existing data.
-pub(crate) const FORMAT: &str = "theta-persistence-fs layout 1\n";
+///
+/// Layout 2 added the journal (`<dir>/journal/`): a build of layout 1 would not
+/// replay it, so it must not open a layout-2 store.
+pub(crate) const FORMAT: &str = "theta-persistence-fs layout 2\n";
+/// Layout 1 is layout 2 with an empty journal; such a store is upgraded by
+/// rewriting its marker.
+const FORMAT_1: &str = "theta-persistence-fs layout 1\n";
 pub(crate) const SNAPSHOTS: &str = "snapshots";
 const SNAP_EXT: &str = ".snap";
 const TMP_EXT: &str = ".tmp";
@@ -97,34 +105,43 @@ pub(crate) fn check_or_write_format(dir: &Path) -> Result<(), FsError> {
     let path = dir.join(FORMAT_FILE);
     match fs::read(&path) {
         Ok(found) if found == FORMAT.as_bytes() => Ok(()),
+        Ok(found) if found == FORMAT_1.as_bytes() => write_format(dir, &path),
         Ok(found) => Err(FsError::UnsupportedFormat {
             path,
             found: String::from_utf8_lossy(&found).trim().to_owned(),
         }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            let snapshots = dir.join(SNAPSHOTS);
-            let has_data = match fs::read_dir(&snapshots) {
-                Ok(mut entries) => entries.next().is_some(),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => false,
-                Err(e) => return Err(FsError::io("listing", snapshots, e)),
-            };
+            let mut has_data = false;
+            for sub in [SNAPSHOTS, crate::journal::JOURNAL] {
+                let sub = dir.join(sub);
+                has_data |= match fs::read_dir(&sub) {
+                    Ok(mut entries) => entries.next().is_some(),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+                    Err(e) => return Err(FsError::io("listing", sub, e)),
+                };
+            }
             if has_data {
                 return Err(FsError::UnsupportedFormat {
                     path,
                     found: "no FORMAT file, but snapshots are present".to_owned(),
                 });
             }
-            let temp = dir.join(".FORMAT.tmp");
-            let _ = fs::remove_file(&temp);
-            let mut file = create_file(&temp).map_err(|e| FsError::io("creating", &temp, e))?;
-            io::Write::write_all(&mut file, FORMAT.as_bytes())
-                .and_then(|()| file.sync_all())
-                .map_err(|e| FsError::io("writing", &temp, e))?;
-            fs::rename(&temp, &path).map_err(|e| FsError::io("renaming", &temp, e))?;
-            sync_dir(dir)
+            write_format(dir, &path)
         }
         Err(e) => Err(FsError::io("reading", path, e)),
     }
+}
+
+/// Replaces the marker durably (temp file, sync, rename, directory sync).
+fn write_format(dir: &Path, path: &Path) -> Result<(), FsError> {
+    let temp = dir.join(".FORMAT.tmp");
+    let _ = fs::remove_file(&temp);
+    let mut file = create_file(&temp).map_err(|e| FsError::io("creating", &temp, e))?;
+    io::Write::write_all(&mut file, FORMAT.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| FsError::io("writing", &temp, e))?;
+    fs::rename(&temp, path).map_err(|e| FsError::io("renaming", &temp, e))?;
+    sync_dir(dir)
 }
 
 pub(crate) fn sync_dir(path: &Path) -> Result<(), FsError> {

@@ -22,16 +22,23 @@
 //!
 //! # Guarantees
 //!
-//! - **Old or new, never a mix or nothing**: a snapshot is written to a temp file,
-//!   synced, and renamed over the old one; a crash at any point (`kill -9` or power
-//!   loss) leaves the previous snapshot or the new one, whole.
 //! - **Durable when acknowledged** (under [`Durability::Durable`], the default):
-//!   `try_write` returns `Ok` only after the data and the rename are synced.
+//!   `try_write` and `try_delete` return `Ok` only after the change is synced to
+//!   the store's journal; it survives `kill -9` and power loss.
+//! - **Old or new, never a mix or nothing**: after a crash at any point each
+//!   snapshot reads as its last acknowledged write or a later unacknowledged
+//!   one, whole; never an older one, a torn one, or none.
 //! - **Newer wins**: a write whose envelope sequence number is lower than the
 //!   stored one is refused with [`theta::persistence::StaleSnapshot`].
-//! - **Group commit**: concurrent writes share their syncs, so durable throughput
-//!   grows with the number of actors saving at once. The scheme and its
-//!   crash-safety argument are documented in the `committer` module source.
+//! - **Group commit**: concurrent writes share one journal append and one
+//!   `fdatasync`, so durable throughput grows with the number of actors saving at
+//!   once. The snapshot files are brought up to date in the background, in
+//!   batches that share one `syncfs` (a *checkpoint*). The scheme and its
+//!   crash-safety argument are documented in the `committer` and `journal`
+//!   module sources.
+//! - **Damage is reported, never skipped**: a damaged journal (other than the
+//!   torn tail of an unacknowledged write) fails `open` with
+//!   [`FsError::CorruptJournal`]; a damaged snapshot file fails its read.
 //! - **One owner**: the directory is locked (`flock`) while open; a second
 //!   [`FsStorage::open`] of it, in this or another process, fails with
 //!   [`FsError::Locked`].
@@ -40,11 +47,16 @@
 //!
 //! # Layout
 //!
-//! `<dir>/LOCK`, `<dir>/FORMAT` (the layout version: a store of another layout
-//! is refused with [`FsError::UnsupportedFormat`], never read as empty), and
-//! `<dir>/snapshots/<aa>/<uuid>.snap` where `aa` is the XOR of
-//! the id's 16 bytes in hex, so a million actors are spread over 256 directories
-//! whatever their ids look like (random, sequential, time-ordered).
+//! - `<dir>/LOCK`;
+//! - `<dir>/FORMAT`, the layout version: a store of another layout is refused
+//!   with [`FsError::UnsupportedFormat`], never read as empty;
+//! - `<dir>/snapshots/<aa>/<uuid>.snap`, one file per actor, where `aa` is the
+//!   XOR of the id's 16 bytes in hex, so a million actors are spread over 256
+//!   directories whatever their ids look like (random, sequential, time-ordered);
+//! - `<dir>/journal/<generation>.log`, the writes not yet checkpointed into
+//!   their files. `open` replays it; an orderly close (dropping the last handle)
+//!   checkpoints it away.
+//!
 //! Directories are created 0700, files 0600. Files with other names are ignored;
 //! temp files a crash left behind are removed by `open`.
 //!
@@ -63,48 +75,54 @@
 mod committer;
 mod error;
 mod failpoint;
+mod journal;
 mod layout;
 
+use std::collections::HashSet;
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock, mpsc};
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 
 use theta::ActorId;
 use theta::persistence::{PersistentStorage, SharedStorage, SnapshotNotFound, envelope};
 use tokio::sync::oneshot;
 
-use committer::{Committer, Job, Op, Shared};
+use committer::{Committer, Files, Job, Shared};
 pub use error::FsError;
 #[cfg(feature = "failpoints")]
 pub use failpoint::{Action, Step};
+use journal::Segment;
 
 /// When a write is acknowledged, relative to the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum Durability {
-    /// `try_write` returns after the snapshot's data and its rename are synced to
-    /// the disk: an acknowledged write survives power loss.
+    /// `try_write` returns after the write is synced to the journal: an
+    /// acknowledged write survives power loss.
     #[default]
     Durable,
-    /// No syncs: `try_write` returns once the file is renamed in the page cache.
-    /// A process crash (`kill -9`) loses nothing acknowledged; a power loss or
-    /// kernel crash can lose the writes of the last moments (those the OS had not
-    /// flushed yet, typically up to ~30 s), and a snapshot may then be the old
-    /// one, or, on file systems that do not order data before renames, empty or
-    /// partly written; such a snapshot is detected by its checksum when read, and
-    /// reported as corrupt, never misread.
+    /// No sync per write: `try_write` returns once the write is in the journal
+    /// in the page cache. A process crash (`kill -9`) loses nothing acknowledged;
+    /// a power loss or kernel crash can lose the writes of the last moments
+    /// (those the OS had not flushed yet, typically up to ~30 s), and then each
+    /// snapshot reads as an older acknowledged one, whole. Checkpoints still sync
+    /// the files they write, so no snapshot file is ever left torn.
     Buffered,
 }
+
+/// The default [`FsStorageBuilder::journal_limit`]: 8 MiB.
+pub const DEFAULT_JOURNAL_LIMIT: u64 = 8 << 20;
 
 /// Options for [`FsStorage`]; start with [`FsStorage::builder`].
 #[derive(Debug, Clone)]
 pub struct FsStorageBuilder {
     dir: PathBuf,
     durability: Durability,
+    journal_limit: u64,
 }
 
 impl FsStorageBuilder {
@@ -114,9 +132,20 @@ impl FsStorageBuilder {
         self
     }
 
+    /// How large the journal grows before a checkpoint writes its snapshots to
+    /// their files and removes it (default [`DEFAULT_JOURNAL_LIMIT`]; at least
+    /// 4 KiB). A larger journal makes checkpoints rarer, which helps when the
+    /// same actors save again and again, at the cost of memory (the writes not
+    /// yet checkpointed are also held in memory) and of a longer replay at
+    /// `open` after a crash.
+    pub fn journal_limit(mut self, bytes: u64) -> Self {
+        self.journal_limit = bytes.max(4 << 10);
+        self
+    }
+
     /// Opens the store; see [`FsStorage::open`].
     pub fn open(self) -> Result<FsStorage, FsError> {
-        FsStorage::open_inner(self.dir, self.durability)
+        FsStorage::open_inner(self)
     }
 }
 
@@ -166,9 +195,10 @@ impl Drop for Inner {
 
 impl FsStorage {
     /// Opens (creating if needed, 0700) the store in `dir` with
-    /// [`Durability::Durable`]: locks it, and removes the temp files a crash left.
+    /// [`Durability::Durable`]: locks it, removes the temp files a crash left,
+    /// and replays the journal a crash left into the snapshot files.
     pub fn open(dir: impl AsRef<Path>) -> Result<FsStorage, FsError> {
-        Self::open_inner(dir.as_ref().to_path_buf(), Durability::Durable)
+        Self::builder(dir).open()
     }
 
     /// Options for opening the store in `dir`.
@@ -176,10 +206,16 @@ impl FsStorage {
         FsStorageBuilder {
             dir: dir.as_ref().to_path_buf(),
             durability: Durability::Durable,
+            journal_limit: DEFAULT_JOURNAL_LIMIT,
         }
     }
 
-    fn open_inner(dir: PathBuf, durability: Durability) -> Result<FsStorage, FsError> {
+    fn open_inner(options: FsStorageBuilder) -> Result<FsStorage, FsError> {
+        let FsStorageBuilder {
+            dir,
+            durability,
+            journal_limit,
+        } = options;
         layout::create_dir_all_durable(&dir)?;
         let lock_path = dir.join(layout::LOCK_FILE);
         let lock = OpenOptions::new()
@@ -200,20 +236,42 @@ impl FsStorage {
 
         layout::check_or_write_format(&dir)?;
         let snapshots = dir.join(layout::SNAPSHOTS);
-        if layout::create_dir(&snapshots)? {
+        let journal = dir.join(journal::JOURNAL);
+        let mut created = layout::create_dir(&snapshots)?;
+        created |= layout::create_dir(&journal)?;
+        if created {
             layout::sync_dir(&dir)?;
         }
         let present = layout::clean_temp_files(&snapshots)?;
         let snapshots_dir = layout::open_dir(&snapshots)?;
 
-        let shared = Arc::new(Shared {
-            dir: dir.clone(),
-            snapshots,
-            poison: OnceLock::new(),
-            failpoints: Default::default(),
-        });
+        let shared = Arc::new(Shared::new(dir.clone(), snapshots, journal.clone()));
+        let files = Arc::new(Files::new(shared.clone(), snapshots_dir, &present));
+        // What a crash left in the journal goes to the files before anything
+        // else: the journal then starts empty, and reads and stale checks see
+        // every acknowledged write.
+        let replayed = journal::replay(&journal)?;
+        let mut next_generation = 1;
+        if let Some((newest, _)) = replayed.segments.last() {
+            next_generation = newest + 1;
+            let entries: Vec<_> = replayed
+                .entries
+                .into_iter()
+                .map(|(id, snapshot)| (id, snapshot.map(Arc::new)))
+                .collect();
+            if !entries.is_empty() {
+                files.write_all(entries)?;
+                files.sync()?;
+            }
+            files.remove_segments(*newest)?;
+        }
+        let segment = match Segment::create(&journal, next_generation) {
+            Ok(segment) => segment,
+            Err(journal::CreateError::Plain(e) | journal::CreateError::Sync(e)) => return Err(e),
+        };
+
         let (tx, rx) = mpsc::channel();
-        let committer = Committer::new(shared.clone(), durability, snapshots_dir, &present);
+        let committer = Committer::new(shared.clone(), files, durability, journal_limit, segment)?;
         let handle = std::thread::Builder::new()
             .name("theta-fs-commit".into())
             .spawn(move || committer.run(rx))
@@ -252,20 +310,61 @@ impl FsStorage {
         self.inner.shared.failpoints.arm(step, action);
     }
 
-    async fn submit(&self, id: ActorId, op: Op) -> Result<(), anyhow::Error> {
+    /// Writes every snapshot acknowledged so far to its file, syncs the files,
+    /// and removes the journal that held them (this also happens on its own
+    /// whenever the journal reaches its limit, and when the store is closed).
+    /// Useful before copying the `snapshots/` directory.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> anyhow::Result<()> {
+    /// use theta::persistence::{PersistentStorage, envelope};
+    /// use theta_persistence_fs::FsStorage;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let storage = FsStorage::open(dir.path())?;
+    /// let id = theta::ActorId::new_v4();
+    /// storage.try_write(id, envelope::seal(uuid::Uuid::nil(), 0, 1, b"state")).await?;
+    /// storage.checkpoint().await?;
+    /// let file = dir.path().join("snapshots").read_dir()?.next().unwrap()?.path();
+    /// assert_eq!(file.read_dir()?.count(), 1); // `<uuid>.snap`
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn checkpoint(&self) -> Result<(), FsError> {
         let shared = &self.inner.shared;
         shared.check_poison()?;
-        let stopped = || FsError::CommitterStopped {
-            path: shared.dir.clone(),
-        };
-        let (reply, ack) = oneshot::channel();
+        let (reply, done) = oneshot::channel();
+        self.send(Job::Checkpoint { reply })?;
+        done.await.map_err(|_| self.stopped())?
+    }
+
+    fn stopped(&self) -> FsError {
+        FsError::CommitterStopped {
+            path: self.inner.shared.dir.clone(),
+        }
+    }
+
+    fn send(&self, job: Job) -> Result<(), FsError> {
         self.inner
             .jobs
             .as_ref()
-            .ok_or_else(stopped)?
-            .send(Job { id, op, reply })
-            .map_err(|_| stopped())?;
-        ack.await.map_err(|_| stopped())?
+            .ok_or_else(|| self.stopped())?
+            .send(job)
+            .map_err(|_| self.stopped())
+    }
+
+    async fn submit(
+        &self,
+        id: ActorId,
+        write: bool,
+        job: impl FnOnce(committer::Reply) -> Job,
+    ) -> Result<(), anyhow::Error> {
+        let fail = |e| committer::with_id(e, id, write);
+        self.inner.shared.check_poison().map_err(fail)?;
+        let (reply, ack) = oneshot::channel();
+        self.send(job(reply)).map_err(fail)?;
+        ack.await.map_err(|_| fail(self.stopped()))?
     }
 }
 
@@ -289,6 +388,12 @@ async fn blocking<T: Send + 'static>(
 
 impl PersistentStorage for FsStorage {
     async fn try_read(&self, id: ActorId) -> Result<Vec<u8>, anyhow::Error> {
+        match self.inner.shared.pending_snapshot(id) {
+            Some(Some(bytes)) => return Ok(bytes.as_ref().clone()),
+            Some(None) => return Err(anyhow::Error::new(SnapshotNotFound)),
+            // Not written since the last checkpoint: the file is up to date.
+            None => {}
+        }
         let path = layout::snapshot_path(&self.inner.shared.snapshots, id);
         blocking(move || {
             let file = match File::open(&path) {
@@ -326,17 +431,29 @@ impl PersistentStorage for FsStorage {
     /// Durable (or buffered) per [`Durability`]; refuses a stale write with
     /// [`theta::persistence::StaleSnapshot`].
     async fn try_write(&self, id: ActorId, bytes: Vec<u8>) -> Result<(), anyhow::Error> {
-        self.submit(id, Op::Write(bytes)).await
+        self.submit(id, true, |reply| Job::Write { id, bytes, reply })
+            .await
     }
 
-    /// Removes the snapshot and syncs its directory; absent is `Ok`.
+    /// Durable (or buffered) per [`Durability`], like a write; absent is `Ok`.
     async fn try_delete(&self, id: ActorId) -> Result<(), anyhow::Error> {
-        self.submit(id, Op::Delete).await
+        self.submit(id, false, |reply| Job::Delete { id, reply })
+            .await
     }
 
     async fn try_list(&self) -> Result<Vec<ActorId>, anyhow::Error> {
+        // The writes in memory first: one that a checkpoint finishes meanwhile
+        // is in its file by the time the files are listed.
+        let (written, deleted) = self.inner.shared.pending_ids();
         let snapshots = self.inner.shared.snapshots.clone();
-        blocking(move || layout::list(&snapshots).map_err(anyhow::Error::new)).await
+        blocking(move || {
+            let mut ids = layout::list(&snapshots).map_err(anyhow::Error::new)?;
+            let mut seen: HashSet<ActorId> = written.iter().copied().collect();
+            ids.retain(|id| !deleted.contains(id) && seen.insert(*id));
+            ids.extend(written);
+            Ok(ids)
+        })
+        .await
     }
 
     fn shared(&self) -> Option<SharedStorage> {

@@ -67,9 +67,14 @@ impl Backend {
 
     fn open(self, dir: &Path) -> anyhow::Result<SharedStorage> {
         match self {
-            Backend::Fs => Ok(SharedStorage::new(theta_persistence_fs::FsStorage::open(
-                dir,
-            )?)),
+            // A small journal, so that kills also land in the middle of
+            // checkpoints (journal replays, files being renamed, segments being
+            // removed), not only in journal appends.
+            Backend::Fs => Ok(SharedStorage::new(
+                theta_persistence_fs::FsStorage::builder(dir)
+                    .journal_limit(32 << 10)
+                    .open()?,
+            )),
             // Durable (the default): an acknowledged save has been flushed and
             // fsync'd, so a kill may not lose it.
             Backend::Sled => Ok(SharedStorage::new(
