@@ -503,7 +503,7 @@ impl Committer {
         let mut accepted: Vec<(ActorId, Option<Vec<u8>>, Reply)> = Vec::new();
         // The sequence number each id has after the batch's accepted jobs so far.
         let mut batch_sequences: HashMap<ActorId, Option<u64>> = HashMap::new();
-        self.buf.clear();
+        journal::start_batch(&mut self.buf);
         for job in batch.drain(..) {
             let (id, snapshot, reply) = match job {
                 Job::Checkpoint { reply } => {
@@ -577,7 +577,7 @@ impl Committer {
         let good_len = self.segment.len();
         let appended = self
             .segment
-            .append(&self.buf, || failpoints.hit(Step::JournalWrite));
+            .append(&mut self.buf, || failpoints.hit(Step::JournalWrite));
         let failure = match appended {
             Ok(()) => None,
             Err(AppendError::Undone(e)) => Some(e),
@@ -671,7 +671,8 @@ impl Committer {
         }
         let generation = self.next_generation;
         self.next_generation += 1;
-        match Segment::create(&self.shared.journal, generation) {
+        let synced = self.durability == Durability::Durable;
+        match Segment::create(&self.shared.journal, generation, synced) {
             Ok(segment) => {
                 self.segment = segment;
                 Ok(sealed)

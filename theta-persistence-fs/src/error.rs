@@ -72,7 +72,7 @@ pub enum FsError {
     /// the torn tail a crash leaves). The store is not opened: replaying around
     /// the damage could bring back an older snapshot or lose a newer one.
     #[error(
-        "journal segment {path} is damaged at byte {offset} ({cause}); it holds acknowledged snapshots, so the store was not opened",
+        "journal segment {path} is damaged at byte {offset} ({cause}); it holds acknowledged snapshots, so the store was not opened (restore the directory from a backup, or move the segment out of journal/ to open the store without the writes it holds)",
         path = .path.display()
     )]
     CorruptJournal {

@@ -8,37 +8,45 @@
 //! # Segment format (all integers little-endian)
 //!
 //! ```text
-//! header  "THETAJNL" | version: u32 = 1 | generation: u64 | crc32c(previous 20 bytes): u32
-//! record  body_len: u32 | crc32c(body_len bytes ++ body): u32 | body
-//! body    kind: u8 (1 = put, 2 = delete) | actor id: 16 bytes | snapshot bytes (put only)
+//! header  "THETAJNL" | version: u32 = 1 | flags: u32 | generation: u64 | salt: u64
+//!         | crc32c(previous 32 bytes): u32
+//! batch   len: u32 | offset: u64 | crc32c(salt ++ offset ++ len ++ records): u32 | records
+//! record  1 (put) | actor id: 16 bytes | snapshot length: u32 | snapshot bytes
+//!         2 (delete) | actor id: 16 bytes
 //! ```
+//!
+//! `offset` is the batch's own position in the segment and `salt` a random
+//! number drawn when the segment is created, so a valid batch header can only be
+//! a real one at its real place: bytes inside a snapshot can never pass as one
+//! (their writer cannot know the salt). Flag bit 0 (`SYNCED`) says every batch
+//! was synced before the next was written (durable mode).
 //!
 //! # What a crash can leave, and how it is read
 //!
-//! Records are appended batch by batch; a batch is acknowledged only after its
-//! `fdatasync`, and the next batch is written only after that. The header of a
-//! segment is synced (with the journal directory) before any record goes into it,
-//! and a segment is synced before the next one is created. So the only damage a
-//! crash can do is to the *tail of the newest segment* (records of the last,
-//! unacknowledged batch, cut off or not written at all) and to the header of a
-//! segment whose creation it interrupted (which holds no records).
+//! A batch is acknowledged only after it was written whole (and, in durable
+//! mode, synced). The header of a segment is synced (with the journal directory)
+//! before any batch goes into it, and a segment is synced before the next one is
+//! created. So the only damage a crash can do is to the *tail of the newest
+//! segment* (the last batch, cut off or not written at all; in buffered mode,
+//! any of the batches since the last sync) and to the header of a segment whose
+//! creation it interrupted (which then holds no batch).
 //!
-//! Replay therefore reads the newest segment up to its first record that does not
-//! check out (too short, a length that runs past the end, a bad checksum, an
-//! unknown kind) and stops there without looking further: bytes after a torn
-//! record are never interpreted, so a snapshot payload that happens to contain
-//! record-shaped bytes cannot be mistaken for a record. A bad record anywhere
-//! else (an older segment, or a damaged header of a segment that has records) is
-//! damage to acknowledged data and fails the open with
-//! [`FsError::CorruptJournal`]; it is never skipped.
+//! Replay reads the segments in order and, in the newest one, stops at the first
+//! batch that does not check out: the torn tail. Anything else is damage to
+//! acknowledged data and fails the open with [`FsError::CorruptJournal`], never
+//! skipped: a bad batch in an older segment, a bad header of a segment that has
+//! batches, and, in a `SYNCED` segment, a bad batch followed by a valid one
+//! (found by scanning the rest of the segment for a header that names its own
+//! offset and passes the salted checksum).
 //!
 //! A failed append (`ENOSPC`, `EIO`) is cut off again (`ftruncate` back to the
 //! last good length) before anything else is appended, so no half-written batch
-//! ever sits in the middle of a segment; if even that fails the store is poisoned.
+//! ever sits in the middle of a segment; if even that fails the store is
+//! poisoned.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -51,38 +59,42 @@ pub(crate) const JOURNAL: &str = "journal";
 const SEGMENT_EXT: &str = ".log";
 const SEGMENT_MAGIC: [u8; 8] = *b"THETAJNL";
 const SEGMENT_VERSION: u32 = 1;
-const SEGMENT_HEADER_LEN: usize = 8 + 4 + 8 + 4;
-const RECORD_HEADER_LEN: usize = 4 + 4;
+const SEGMENT_HEADER_LEN: usize = 8 + 4 + 4 + 8 + 8 + 4;
+/// Segment flag: every batch was synced before the next one was written.
+const SYNCED: u32 = 1;
+const BATCH_HEADER_LEN: usize = 4 + 8 + 4;
 const KIND_PUT: u8 = 1;
 const KIND_DELETE: u8 = 2;
-/// The body of a record without its snapshot bytes: kind and id.
-const BODY_FIXED_LEN: usize = 1 + 16;
-/// The largest body a record can have: a put of the largest envelope.
-const MAX_BODY_LEN: usize = BODY_FIXED_LEN + MAX_ENVELOPE_LEN;
+/// A put record without its snapshot bytes: kind, id, length.
+const PUT_FIXED_LEN: usize = 1 + 16 + 4;
 /// Bytes read per `read` call during replay.
 const READ_CHUNK: usize = 1 << 20;
 
-/// Appends the record of a put (`Some(snapshot)`) or a delete (`None`) to `buf`.
+/// Starts a batch in `buf` (clearing it): room for the batch header, which
+/// [`Segment::append`] fills in.
+pub(crate) fn start_batch(buf: &mut Vec<u8>) {
+    buf.clear();
+    buf.resize(BATCH_HEADER_LEN, 0);
+}
+
+/// Adds the record of a put (`Some(snapshot)`) or a delete (`None`) to the
+/// batch in `buf`.
 pub(crate) fn encode(buf: &mut Vec<u8>, id: ActorId, snapshot: Option<&[u8]>) {
-    let payload = snapshot.unwrap_or_default();
-    let body_len = u32::try_from(BODY_FIXED_LEN + payload.len())
-        .expect("a snapshot fits a record: envelopes are at most MAX_ENVELOPE_LEN bytes");
-    let len_bytes = body_len.to_le_bytes();
-    let kind = if snapshot.is_some() {
-        KIND_PUT
-    } else {
-        KIND_DELETE
-    };
-    let mut crc = crc32c::crc32c(&len_bytes);
-    crc = crc32c::crc32c_append(crc, &[kind]);
-    crc = crc32c::crc32c_append(crc, id.as_bytes());
-    crc = crc32c::crc32c_append(crc, payload);
-    buf.reserve(RECORD_HEADER_LEN + BODY_FIXED_LEN + payload.len());
-    buf.extend_from_slice(&len_bytes);
-    buf.extend_from_slice(&crc.to_le_bytes());
-    buf.push(kind);
-    buf.extend_from_slice(id.as_bytes());
-    buf.extend_from_slice(payload);
+    match snapshot {
+        Some(bytes) => {
+            let len = u32::try_from(bytes.len())
+                .expect("a snapshot fits a record: envelopes are at most MAX_ENVELOPE_LEN bytes");
+            buf.reserve(PUT_FIXED_LEN + bytes.len());
+            buf.push(KIND_PUT);
+            buf.extend_from_slice(id.as_bytes());
+            buf.extend_from_slice(&len.to_le_bytes());
+            buf.extend_from_slice(bytes);
+        }
+        None => {
+            buf.push(KIND_DELETE);
+            buf.extend_from_slice(id.as_bytes());
+        }
+    }
 }
 
 /// Whether a snapshot of `len` bytes can be journaled.
@@ -102,14 +114,40 @@ fn parse_segment_name(name: &str) -> Option<u64> {
     u64::from_str_radix(hex, 16).ok()
 }
 
-fn header(generation: u64) -> [u8; SEGMENT_HEADER_LEN] {
+fn header(generation: u64, flags: u32, salt: u64) -> [u8; SEGMENT_HEADER_LEN] {
     let mut out = [0u8; SEGMENT_HEADER_LEN];
     out[..8].copy_from_slice(&SEGMENT_MAGIC);
     out[8..12].copy_from_slice(&SEGMENT_VERSION.to_le_bytes());
-    out[12..20].copy_from_slice(&generation.to_le_bytes());
-    let crc = crc32c::crc32c(&out[..20]);
-    out[20..].copy_from_slice(&crc.to_le_bytes());
+    out[12..16].copy_from_slice(&flags.to_le_bytes());
+    out[16..24].copy_from_slice(&generation.to_le_bytes());
+    out[24..32].copy_from_slice(&salt.to_le_bytes());
+    let crc = crc32c::crc32c(&out[..32]);
+    out[32..].copy_from_slice(&crc.to_le_bytes());
     out
+}
+
+/// The flags and salt of a valid header of segment `generation`.
+fn parse_header(bytes: &[u8; SEGMENT_HEADER_LEN], generation: u64) -> Option<(u32, u64)> {
+    let flags = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes"));
+    let salt = u64::from_le_bytes(bytes[24..32].try_into().expect("8 bytes"));
+    (*bytes == header(generation, flags, salt)).then_some((flags, salt))
+}
+
+/// The checksum of a batch at `offset` whose records are `records`.
+fn batch_crc(salt: u64, offset: u64, records: &[u8]) -> u32 {
+    let mut crc = crc32c::crc32c(&salt.to_le_bytes());
+    crc = crc32c::crc32c_append(crc, &offset.to_le_bytes());
+    crc = crc32c::crc32c_append(crc, &(records.len() as u32).to_le_bytes());
+    crc32c::crc32c_append(crc, records)
+}
+
+/// Why a segment could not be created.
+#[derive(Debug)]
+pub(crate) enum CreateError {
+    /// Creating or writing failed: no harm done, it can be tried again.
+    Plain(FsError),
+    /// A sync failed: the store must be poisoned.
+    Sync(FsError),
 }
 
 /// Why an append failed.
@@ -122,29 +160,26 @@ pub(crate) enum AppendError {
     Stuck { error: io::Error, undo: io::Error },
 }
 
-/// Why a segment could not be created.
-#[derive(Debug)]
-pub(crate) enum CreateError {
-    /// Creating or writing failed: no harm done, it can be tried again.
-    Plain(FsError),
-    /// A sync failed: the store must be poisoned.
-    Sync(FsError),
-}
-
 /// The segment being appended to.
 #[derive(Debug)]
 pub(crate) struct Segment {
     generation: u64,
+    salt: u64,
     path: PathBuf,
     file: File,
-    /// Bytes known to be whole records (or the header).
+    /// Bytes known to be whole batches (or the header).
     len: u64,
 }
 
 impl Segment {
-    /// Creates segment `generation` in `journal` and makes it (its header and its
-    /// directory entry) durable.
-    pub(crate) fn create(journal: &Path, generation: u64) -> Result<Segment, CreateError> {
+    /// Creates segment `generation` in `journal` and makes it (its header and
+    /// its directory entry) durable. `synced`: every batch will be synced before
+    /// the next one is appended.
+    pub(crate) fn create(
+        journal: &Path,
+        generation: u64,
+        synced: bool,
+    ) -> Result<Segment, CreateError> {
         let path = journal.join(segment_name(generation));
         let mut file = OpenOptions::new()
             .write(true)
@@ -152,7 +187,9 @@ impl Segment {
             .mode(layout::FILE_MODE)
             .open(&path)
             .map_err(|e| CreateError::Plain(FsError::io("creating journal segment", &path, e)))?;
-        if let Err(e) = file.write_all(&header(generation)) {
+        let salt = uuid::Uuid::new_v4().as_u64_pair().0;
+        let flags = if synced { SYNCED } else { 0 };
+        if let Err(e) = file.write_all(&header(generation, flags, salt)) {
             // A segment whose header is cut short is read as empty, wherever it
             // is, so a failed removal does no harm either.
             let _ = fs::remove_file(&path);
@@ -165,6 +202,7 @@ impl Segment {
             .map_err(CreateError::Sync)?;
         Ok(Segment {
             generation,
+            salt,
             path,
             file,
             len: SEGMENT_HEADER_LEN as u64,
@@ -184,22 +222,34 @@ impl Segment {
         self.len
     }
 
-    /// Appends whole records at the end of the good part of the segment. On
-    /// failure the segment is cut back to that length (see [`AppendError`]).
+    /// Appends the batch in `batch` (begun with [`start_batch`]; its header is
+    /// filled in here) at the end of the good part of the segment. On failure
+    /// the segment is cut back to that length (see [`AppendError`]).
     pub(crate) fn append(
         &mut self,
-        records: &[u8],
+        batch: &mut [u8],
         after_write: impl FnOnce() -> io::Result<()>,
     ) -> Result<(), AppendError> {
+        let records_len = batch.len() - BATCH_HEADER_LEN;
+        let len = u32::try_from(records_len).map_err(|_| {
+            AppendError::Undone(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a batch of 4 GiB or more",
+            ))
+        })?;
+        let crc = batch_crc(self.salt, self.len, &batch[BATCH_HEADER_LEN..]);
+        batch[..4].copy_from_slice(&len.to_le_bytes());
+        batch[4..12].copy_from_slice(&self.len.to_le_bytes());
+        batch[12..16].copy_from_slice(&crc.to_le_bytes());
         // Positional writes: after a failed append the next one starts at the
         // good length again, whatever the failed one left behind.
         let result = self
             .file
-            .write_all_at(records, self.len)
+            .write_all_at(batch, self.len)
             .and_then(|()| after_write());
         match result {
             Ok(()) => {
-                self.len += records.len() as u64;
+                self.len += batch.len() as u64;
                 Ok(())
             }
             Err(error) => match self.file.set_len(self.len) {
@@ -210,15 +260,15 @@ impl Segment {
     }
 
     /// Cuts the segment back to `len` bytes (a length [`Segment::len`] reported
-    /// earlier): drops the records of a batch whose sync failed, so that they do
-    /// not come back at the next open although they were refused.
+    /// earlier): drops the batch whose sync failed, so that it does not come
+    /// back at the next open although it was refused.
     pub(crate) fn truncate(&mut self, len: u64) -> io::Result<()> {
         self.file.set_len(len)?;
         self.len = len;
         Ok(())
     }
 
-    /// `fdatasync`: every appended record is durable once this returns `Ok`.
+    /// `fdatasync`: every appended batch is durable once this returns `Ok`.
     pub(crate) fn sync(&self) -> io::Result<()> {
         self.file.sync_data()
     }
@@ -260,108 +310,188 @@ pub(crate) fn replay(journal: &Path) -> Result<Replayed, FsError> {
     let mut replayed = Replayed::default();
     let newest = segments.last().map(|(generation, _)| *generation);
     for (generation, path) in &segments {
-        read_segment(
-            path,
-            *generation,
-            Some(*generation) == newest,
-            &mut replayed,
-        )?;
+        let segment = SegmentReader::open(path, *generation, Some(*generation) == newest)?;
+        segment.read_into(&mut replayed)?;
     }
     replayed.segments = segments;
     Ok(replayed)
 }
 
-fn read_segment(
-    path: &Path,
+struct SegmentReader<'a> {
+    path: &'a Path,
     generation: u64,
+    file: File,
+    len: u64,
     newest: bool,
-    replayed: &mut Replayed,
-) -> Result<(), FsError> {
-    let file = File::open(path).map_err(|e| FsError::io("opening journal segment", path, e))?;
-    let file_len = file
-        .metadata()
-        .map_err(|e| FsError::io("inspecting journal segment", path, e))?
-        .len();
-    let mut reader = io::BufReader::with_capacity(READ_CHUNK, file);
-    let corrupt = |offset: u64, cause: &'static str| FsError::CorruptJournal {
-        path: path.to_path_buf(),
-        offset,
-        cause,
-    };
+}
 
-    let mut head = [0u8; SEGMENT_HEADER_LEN];
-    let header_ok = match read_full(&mut reader, &mut head) {
-        Ok(SEGMENT_HEADER_LEN) => head == header(generation),
-        Ok(_) => false,
-        Err(e) => return Err(FsError::io("reading journal segment", path, e)),
-    };
-    if !header_ok {
-        // A segment is created with its header synced before any record is
-        // appended: a bad header with nothing after it is a creation that a crash
-        // or an error cut short (it holds no records); with records after it, it
-        // is damage.
-        return if file_len <= SEGMENT_HEADER_LEN as u64 {
-            Ok(())
-        } else {
-            Err(corrupt(0, "bad segment header"))
-        };
+impl<'a> SegmentReader<'a> {
+    fn open(path: &'a Path, generation: u64, newest: bool) -> Result<Self, FsError> {
+        let file = File::open(path).map_err(|e| FsError::io("opening journal segment", path, e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| FsError::io("inspecting journal segment", path, e))?
+            .len();
+        Ok(Self {
+            path,
+            generation,
+            file,
+            len,
+            newest,
+        })
     }
 
-    let mut offset = SEGMENT_HEADER_LEN as u64;
-    let mut body = Vec::new();
-    loop {
-        let mut record_header = [0u8; RECORD_HEADER_LEN];
-        let got = read_full(&mut reader, &mut record_header)
-            .map_err(|e| FsError::io("reading journal segment", path, e))?;
-        if got == 0 {
-            return Ok(());
+    fn corrupt(&self, offset: u64, cause: &'static str) -> FsError {
+        FsError::CorruptJournal {
+            path: self.path.to_path_buf(),
+            offset,
+            cause,
         }
-        let bad = |cause| {
-            if newest {
-                // The torn tail of the last, unacknowledged batch: stop here.
+    }
+
+    fn io(&self, e: io::Error) -> FsError {
+        FsError::io("reading journal segment", self.path, e)
+    }
+
+    fn read_into(self, replayed: &mut Replayed) -> Result<(), FsError> {
+        let mut reader = io::BufReader::with_capacity(READ_CHUNK, &self.file);
+        let mut head = [0u8; SEGMENT_HEADER_LEN];
+        let got = read_full(&mut reader, &mut head).map_err(|e| self.io(e))?;
+        let parsed = (got == SEGMENT_HEADER_LEN)
+            .then(|| parse_header(&head, self.generation))
+            .flatten();
+        let Some((flags, salt)) = parsed else {
+            // A segment is created with its header synced before any batch is
+            // appended: a bad header with nothing after it is a creation that a
+            // crash or an error cut short (it holds no batch); with more after
+            // it, it is damage.
+            return if self.len <= SEGMENT_HEADER_LEN as u64 {
                 Ok(())
             } else {
-                Err(corrupt(offset, cause))
-            }
+                Err(self.corrupt(0, "bad segment header"))
+            };
         };
-        if got < RECORD_HEADER_LEN {
-            return bad("record header cut short");
-        }
-        let body_len = u32::from_le_bytes(record_header[..4].try_into().expect("4 bytes")) as u64;
-        let crc = u32::from_le_bytes(record_header[4..].try_into().expect("4 bytes"));
-        let remaining = file_len.saturating_sub(offset + RECORD_HEADER_LEN as u64);
-        if body_len < BODY_FIXED_LEN as u64 || body_len > MAX_BODY_LEN as u64 {
-            return bad("record length out of range");
-        }
-        if body_len > remaining {
-            return bad("record runs past the end of the segment");
-        }
-        // `body_len` is bounded by the file's length, so this allocation is too.
-        body.clear();
-        body.resize(body_len as usize, 0);
-        let got = read_full(&mut reader, &mut body).map_err(|e| FsError::io("reading", path, e))?;
-        if got < body.len() {
-            return bad("record cut short");
-        }
-        let computed = crc32c::crc32c_append(crc32c::crc32c(&record_header[..4]), &body);
-        if computed != crc {
-            return bad("record checksum mismatch");
-        }
-        let id = ActorId::from_bytes(body[1..BODY_FIXED_LEN].try_into().expect("16 bytes"));
-        match body[0] {
-            KIND_PUT => {
-                replayed
-                    .entries
-                    .insert(id, Some(body[BODY_FIXED_LEN..].to_vec()));
+
+        let mut offset = SEGMENT_HEADER_LEN as u64;
+        let mut records = Vec::new();
+        loop {
+            let mut batch_header = [0u8; BATCH_HEADER_LEN];
+            let got = read_full(&mut reader, &mut batch_header).map_err(|e| self.io(e))?;
+            if got == 0 {
+                return Ok(());
             }
-            KIND_DELETE if body.len() == BODY_FIXED_LEN => {
-                replayed.entries.insert(id, None);
+            let len = u32::from_le_bytes(batch_header[..4].try_into().expect("4 bytes")) as u64;
+            let claimed = u64::from_le_bytes(batch_header[4..12].try_into().expect("8 bytes"));
+            let crc = u32::from_le_bytes(batch_header[12..].try_into().expect("4 bytes"));
+            let remaining = self.len.saturating_sub(offset + BATCH_HEADER_LEN as u64);
+            let valid = got == BATCH_HEADER_LEN && claimed == offset && len <= remaining && {
+                // `len` is bounded by the file's length, so this allocation is.
+                records.clear();
+                records.resize(len as usize, 0);
+                let got = read_full(&mut reader, &mut records).map_err(|e| self.io(e))?;
+                got == records.len() && batch_crc(salt, offset, &records) == crc
+            };
+            if !valid {
+                return self.bad_batch(offset, salt, flags);
             }
-            _ => return bad("unknown record kind"),
+            let parsed = parse_records(&records).map_err(|cause| self.corrupt(offset, cause))?;
+            for (id, snapshot) in parsed {
+                replayed.entries.insert(id, snapshot.map(<[u8]>::to_vec));
+                replayed.records += 1;
+            }
+            offset += BATCH_HEADER_LEN as u64 + len;
         }
-        replayed.records += 1;
-        offset += RECORD_HEADER_LEN as u64 + body_len;
     }
+
+    /// A batch at `offset` does not check out: the torn tail of the newest
+    /// segment, or damage.
+    fn bad_batch(&self, offset: u64, salt: u64, flags: u32) -> Result<(), FsError> {
+        if !self.newest {
+            return Err(self.corrupt(offset, "damaged batch in a sealed segment"));
+        }
+        if flags & SYNCED != 0 && self.valid_batch_after(offset, salt)? {
+            return Err(self.corrupt(offset, "damaged batch followed by valid ones"));
+        }
+        Ok(())
+    }
+
+    /// Whether a valid batch starts anywhere after `offset`.
+    fn valid_batch_after(&self, offset: u64, salt: u64) -> Result<bool, FsError> {
+        let mut reader = &self.file;
+        let mut window = Vec::with_capacity(READ_CHUNK + BATCH_HEADER_LEN);
+        let mut window_start = offset + 1;
+        reader
+            .seek(SeekFrom::Start(window_start))
+            .map_err(|e| self.io(e))?;
+        loop {
+            let keep = window.len().saturating_sub(BATCH_HEADER_LEN - 1);
+            window_start += keep as u64;
+            window.drain(..keep);
+            let before = window.len();
+            window.resize(before + READ_CHUNK, 0);
+            let got = read_full(&mut reader, &mut window[before..]).map_err(|e| self.io(e))?;
+            window.truncate(before + got);
+            for i in 0..window.len().saturating_sub(BATCH_HEADER_LEN - 1) {
+                let at = window_start + i as u64;
+                let claimed = u64::from_le_bytes(window[i + 4..i + 12].try_into().expect("8"));
+                if claimed == at && self.batch_checks_out(at, &window[i..i + 16], salt)? {
+                    return Ok(true);
+                }
+            }
+            if got == 0 {
+                return Ok(false);
+            }
+        }
+    }
+
+    fn batch_checks_out(&self, at: u64, header: &[u8], salt: u64) -> Result<bool, FsError> {
+        let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as u64;
+        let crc = u32::from_le_bytes(header[12..16].try_into().expect("4 bytes"));
+        let start = at + BATCH_HEADER_LEN as u64;
+        if len > self.len.saturating_sub(start) {
+            return Ok(false);
+        }
+        let mut records = vec![0u8; len as usize];
+        self.file
+            .read_exact_at(&mut records, start)
+            .map_err(|e| self.io(e))?;
+        Ok(batch_crc(salt, at, &records) == crc)
+    }
+}
+/// A put (`Some(snapshot)`) or a delete (`None`) of an actor's snapshot.
+type Record<'a> = (ActorId, Option<&'a [u8]>);
+
+/// The records of a batch that checked out, in order. A malformed one in a
+/// checksummed batch is not a torn write: it is reported as damage.
+fn parse_records(mut records: &[u8]) -> Result<Vec<Record<'_>>, &'static str> {
+    const CUT_SHORT: &str = "record cut short inside a checksummed batch";
+    let mut out = Vec::new();
+    while let Some((&kind, rest)) = records.split_first() {
+        let Some((id, rest)) = rest.split_first_chunk::<16>() else {
+            return Err(CUT_SHORT);
+        };
+        let id = ActorId::from_bytes(*id);
+        match kind {
+            KIND_DELETE => {
+                out.push((id, None));
+                records = rest;
+            }
+            KIND_PUT => {
+                let Some((len, rest)) = rest.split_first_chunk::<4>() else {
+                    return Err(CUT_SHORT);
+                };
+                let len = u32::from_le_bytes(*len) as usize;
+                if rest.len() < len {
+                    return Err(CUT_SHORT);
+                }
+                let (snapshot, rest) = rest.split_at(len);
+                out.push((id, Some(snapshot)));
+                records = rest;
+            }
+            _ => return Err("unknown record kind inside a checksummed batch"),
+        }
+    }
+    Ok(out)
 }
 
 /// Reads until `buf` is full or the end of the input; returns the bytes read.
@@ -386,30 +516,49 @@ mod tests {
         ActorId::from_u128(n)
     }
 
-    fn write_segment(dir: &Path, generation: u64, records: &[u8]) -> PathBuf {
-        let path = dir.join(segment_name(generation));
-        let mut bytes = header(generation).to_vec();
-        bytes.extend_from_slice(records);
-        fs::write(&path, bytes).unwrap();
-        path
+    /// A batch for [`write_segment`]: (id number, put or delete) records.
+    type Batch<'a> = &'a [(u128, Option<&'a [u8]>)];
+
+    /// Creates segment `generation` in `dir` with one appended batch per entry
+    /// of `batches`; returns its path and the offsets of the batches.
+    fn write_segment(
+        dir: &Path,
+        generation: u64,
+        synced: bool,
+        batches: &[Batch<'_>],
+    ) -> (PathBuf, Vec<u64>) {
+        let mut segment = Segment::create(dir, generation, synced).unwrap();
+        let mut offsets = Vec::new();
+        let mut buf = Vec::new();
+        for batch in batches {
+            start_batch(&mut buf);
+            for (n, snapshot) in *batch {
+                encode(&mut buf, id(*n), *snapshot);
+            }
+            offsets.push(segment.len());
+            segment.append(&mut buf, || Ok(())).unwrap();
+        }
+        (segment.path().to_path_buf(), offsets)
     }
 
-    fn two_records() -> Vec<u8> {
-        let mut buf = Vec::new();
-        encode(&mut buf, id(1), Some(b"one"));
-        encode(&mut buf, id(2), Some(b"two"));
-        buf
+    fn flip(path: &Path, at: u64) {
+        let mut bytes = fs::read(path).unwrap();
+        bytes[at as usize] ^= 0x01;
+        fs::write(path, bytes).unwrap();
     }
+
+    const ONE_TWO: Batch<'static> = &[(1, Some(b"one")), (2, Some(b"two"))];
 
     #[test]
     fn last_record_per_id_wins_across_segments() {
         let dir = tempfile::tempdir().unwrap();
-        write_segment(dir.path(), 1, &two_records());
-        let mut later = Vec::new();
-        encode(&mut later, id(1), None);
-        encode(&mut later, id(2), Some(b"two again"));
-        encode(&mut later, id(3), Some(b""));
-        write_segment(dir.path(), 2, &later);
+        write_segment(dir.path(), 1, true, &[ONE_TWO]);
+        write_segment(
+            dir.path(),
+            2,
+            true,
+            &[&[(1, None), (2, Some(b"two again"))], &[(3, Some(b""))]],
+        );
         let replayed = replay(dir.path()).unwrap();
         assert_eq!(replayed.records, 5);
         assert_eq!(replayed.entries[&id(1)], None);
@@ -419,58 +568,106 @@ mod tests {
     }
 
     #[test]
-    fn every_cut_of_the_newest_segment_keeps_the_whole_records_before_it() {
-        let records = two_records();
-        let first_len = records.len() / 2;
-        for cut in 0..records.len() {
-            let dir = tempfile::tempdir().unwrap();
-            write_segment(dir.path(), 7, &records[..cut]);
+    fn every_cut_of_the_newest_segment_keeps_the_whole_batches_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, offsets) =
+            write_segment(dir.path(), 7, true, &[ONE_TWO, &[(3, Some(b"three"))]]);
+        let whole = fs::read(&path).unwrap();
+        for cut in SEGMENT_HEADER_LEN..whole.len() {
+            fs::write(&path, &whole[..cut]).unwrap();
             let replayed = replay(dir.path()).unwrap();
-            let expected = usize::from(cut >= first_len);
+            let expected = if cut as u64 >= offsets[1] { 2 } else { 0 };
             assert_eq!(replayed.entries.len(), expected, "cut at {cut}");
         }
     }
 
     #[test]
-    fn a_bad_record_in_the_newest_segment_ends_it_without_looking_further() {
-        let mut records = two_records();
-        let first_len = records.len() / 2;
-        records[first_len + 9] ^= 0x40; // an id byte of the second record
-        let mut third = Vec::new();
-        encode(&mut third, id(3), Some(b"three"));
-        records.extend_from_slice(&third);
+    fn a_torn_last_batch_of_the_newest_segment_is_dropped() {
+        // Damage anywhere in the last batch: the part a crash may have torn.
         let dir = tempfile::tempdir().unwrap();
-        write_segment(dir.path(), 1, &records);
+        let (path, offsets) = write_segment(dir.path(), 1, true, &[ONE_TWO, ONE_TWO]);
+        let len = fs::metadata(&path).unwrap().len();
+        for at in offsets[1]..len {
+            flip(&path, at);
+            let replayed = replay(dir.path()).unwrap();
+            assert_eq!(replayed.records, 2, "flip at {at}");
+            flip(&path, at);
+        }
+    }
+
+    #[test]
+    fn damage_followed_by_a_valid_batch_is_an_error_in_a_synced_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let batches: &[Batch<'_>] = &[ONE_TWO, ONE_TWO, &[(3, None)]];
+        let (path, offsets) = write_segment(dir.path(), 1, true, batches);
+        for at in [offsets[0], offsets[0] + 5, offsets[0] + 20, offsets[1] + 17] {
+            flip(&path, at);
+            let err = replay(dir.path()).unwrap_err();
+            let damaged = if at >= offsets[1] {
+                offsets[1]
+            } else {
+                offsets[0]
+            };
+            assert!(
+                matches!(&err, FsError::CorruptJournal { offset, .. } if *offset == damaged),
+                "flip at {at}: {err}"
+            );
+            flip(&path, at);
+        }
+        assert_eq!(replay(dir.path()).unwrap().records, 5);
+    }
+
+    #[test]
+    fn in_a_buffered_segment_the_first_bad_batch_ends_it() {
+        // Unsynced batches can reach the disk out of order: what follows a gap
+        // may be there or not, and is dropped with it.
+        let dir = tempfile::tempdir().unwrap();
+        let (path, offsets) = write_segment(dir.path(), 1, false, &[ONE_TWO, ONE_TWO, ONE_TWO]);
+        flip(&path, offsets[1] + 20);
+        assert_eq!(replay(dir.path()).unwrap().records, 2);
+    }
+
+    #[test]
+    fn snapshot_bytes_shaped_like_a_batch_are_never_read_as_one() {
+        // A snapshot holding a whole valid-looking batch (header with a right
+        // offset and a checksum without the salt) after a torn batch header.
+        let dir = tempfile::tempdir().unwrap();
+        let mut fake = vec![0u8; BATCH_HEADER_LEN];
+        encode(&mut fake, id(9), Some(b"forged"));
+        let (path, offsets) = write_segment(dir.path(), 1, true, &[ONE_TWO]);
+        let second = offsets[0] + 16 + (fake.len() as u64);
+        let fake_at = second + BATCH_HEADER_LEN as u64 + 1 + 16 + 4;
+        let records = fake[BATCH_HEADER_LEN..].to_vec();
+        let unsalted = batch_crc(0, fake_at, &records);
+        fake[..4].copy_from_slice(&(records.len() as u32).to_le_bytes());
+        fake[4..12].copy_from_slice(&fake_at.to_le_bytes());
+        fake[12..16].copy_from_slice(&unsalted.to_le_bytes());
+        let mut segment_bytes = fs::read(&path).unwrap();
+        // A second batch carrying `fake` as its snapshot, its header torn.
+        let mut batch = vec![0u8; BATCH_HEADER_LEN];
+        encode(&mut batch, id(8), Some(&fake));
+        segment_bytes.extend_from_slice(&batch);
+        fs::write(&path, segment_bytes).unwrap();
         let replayed = replay(dir.path()).unwrap();
-        assert_eq!(replayed.entries.len(), 1);
-        assert!(replayed.entries.contains_key(&id(1)));
+        assert_eq!(replayed.records, 2);
+        assert!(!replayed.entries.contains_key(&id(9)));
     }
 
     #[test]
     fn damage_in_an_older_segment_is_an_error_naming_file_and_offset() {
-        for flip in [0usize, 5, 30, 40] {
-            let dir = tempfile::tempdir().unwrap();
-            let path = write_segment(dir.path(), 1, &two_records());
-            write_segment(dir.path(), 2, &[]);
-            let mut bytes = fs::read(&path).unwrap();
-            bytes[flip] ^= 1;
-            fs::write(&path, bytes).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (path, offsets) = write_segment(dir.path(), 1, false, &[ONE_TWO]);
+        write_segment(dir.path(), 2, true, &[]);
+        for (at, expected) in [(3, 0), (14, 0), (offsets[0] + 2, offsets[0])] {
+            flip(&path, at);
             let err = replay(dir.path()).unwrap_err();
-            match &err {
-                FsError::CorruptJournal {
-                    path: at, offset, ..
-                } => {
-                    assert_eq!(at, &path);
-                    let expected = if flip < SEGMENT_HEADER_LEN {
-                        0
-                    } else {
-                        SEGMENT_HEADER_LEN as u64
-                    };
-                    assert_eq!(*offset, expected, "flip at {flip}");
-                }
-                other => panic!("unexpected error {other}"),
-            }
+            assert!(
+                matches!(&err, FsError::CorruptJournal { path: p, offset, .. }
+                    if p == &path && *offset == expected),
+                "flip at {at}: {err}"
+            );
             assert!(err.to_string().contains("0000000000000001.log"), "{err}");
+            flip(&path, at);
         }
     }
 
@@ -478,17 +675,15 @@ mod tests {
     fn a_segment_with_a_bad_header_is_empty_only_if_it_has_no_records() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(segment_name(3));
-        fs::write(&path, &header(3)[..10]).unwrap();
+        fs::write(&path, &header(3, SYNCED, 1)[..10]).unwrap();
         // Not the newest: a creation that failed before a newer one succeeded.
-        write_segment(dir.path(), 4, &two_records());
+        write_segment(dir.path(), 4, true, &[ONE_TWO]);
         assert_eq!(replay(dir.path()).unwrap().entries.len(), 2);
         fs::remove_file(dir.path().join(segment_name(4))).unwrap();
         assert!(replay(dir.path()).unwrap().entries.is_empty());
 
-        let mut bytes = header(4).to_vec();
-        bytes[2] ^= 1;
-        bytes.extend_from_slice(&two_records());
-        fs::write(&path, bytes).unwrap();
+        let (path, _) = write_segment(dir.path(), 5, true, &[ONE_TWO]);
+        flip(&path, 20);
         assert!(matches!(
             replay(dir.path()),
             Err(FsError::CorruptJournal { offset: 0, .. })
@@ -496,38 +691,56 @@ mod tests {
     }
 
     #[test]
-    fn a_huge_claimed_length_is_not_allocated() {
-        let mut record = Vec::new();
-        record.extend_from_slice(&(MAX_BODY_LEN as u32).to_le_bytes());
-        record.extend_from_slice(&[0; 4]);
-        record.extend_from_slice(&[KIND_PUT; 17]);
+    fn a_malformed_record_in_a_checksummed_batch_is_damage() {
         let dir = tempfile::tempdir().unwrap();
-        write_segment(dir.path(), 1, &record);
-        write_segment(dir.path(), 2, &[]);
+        let mut segment = Segment::create(dir.path(), 1, true).unwrap();
+        let mut buf = Vec::new();
+        start_batch(&mut buf);
+        encode(&mut buf, id(1), Some(b"x"));
+        buf.push(7); // an unknown kind, checksummed with the rest
+        buf.extend_from_slice(id(2).as_bytes());
+        segment.append(&mut buf, || Ok(())).unwrap();
         assert!(matches!(
             replay(dir.path()),
             Err(FsError::CorruptJournal {
-                cause: "record runs past the end of the segment",
+                cause: "unknown record kind inside a checksummed batch",
                 ..
             })
         ));
     }
 
     #[test]
+    fn a_huge_claimed_length_is_not_allocated() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = write_segment(dir.path(), 1, true, &[]);
+        let mut bytes = fs::read(&path).unwrap();
+        let offset = bytes.len() as u64;
+        bytes.extend_from_slice(&u32::MAX.to_le_bytes());
+        bytes.extend_from_slice(&offset.to_le_bytes());
+        bytes.extend_from_slice(&[0; 4 + 64]);
+        fs::write(&path, bytes).unwrap();
+        assert_eq!(replay(dir.path()).unwrap().records, 0);
+    }
+
+    #[test]
     fn a_failed_append_is_cut_back() {
         let dir = tempfile::tempdir().unwrap();
-        let mut segment = Segment::create(dir.path(), 1).unwrap();
-        segment.append(&two_records(), || Ok(())).unwrap();
+        let mut segment = Segment::create(dir.path(), 1, true).unwrap();
+        let mut buf = Vec::new();
+        start_batch(&mut buf);
+        encode(&mut buf, id(1), Some(b"one"));
+        segment.append(&mut buf, || Ok(())).unwrap();
         let good = segment.len();
-        let failed = segment.append(&two_records(), || Err(io::Error::from_raw_os_error(28)));
+        let failed = segment.append(&mut buf, || Err(io::Error::from_raw_os_error(28)));
         assert!(matches!(failed, Err(AppendError::Undone(_))));
         assert_eq!(segment.len(), good);
         assert_eq!(fs::metadata(segment.path()).unwrap().len(), good);
-        let mut third = Vec::new();
-        encode(&mut third, id(3), None);
-        segment.append(&third, || Ok(())).unwrap();
+        start_batch(&mut buf);
+        encode(&mut buf, id(3), None);
+        segment.append(&mut buf, || Ok(())).unwrap();
         let replayed = replay(dir.path()).unwrap();
-        assert_eq!(replayed.records, 3);
+        assert_eq!(replayed.records, 2);
+        assert_eq!(replayed.entries[&id(3)], None);
     }
 
     #[test]

@@ -265,7 +265,8 @@ impl FsStorage {
             }
             files.remove_segments(*newest)?;
         }
-        let segment = match Segment::create(&journal, next_generation) {
+        let synced = durability == Durability::Durable;
+        let segment = match Segment::create(&journal, next_generation, synced) {
             Ok(segment) => segment,
             Err(journal::CreateError::Plain(e) | journal::CreateError::Sync(e)) => return Err(e),
         };

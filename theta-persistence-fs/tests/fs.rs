@@ -856,12 +856,14 @@ async fn checkpoints_run_while_writing() {
 }
 
 /// Damage to acknowledged journal records fails the open, naming the segment;
-/// it is never skipped (which could bring back older snapshots).
+/// it is never skipped (which would bring back older snapshots), even in the
+/// newest segment, where a torn tail is expected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_journal_fails_open_naming_the_segment() {
     let dir = tempfile::tempdir().unwrap();
     let store = FsStorage::open(dir.path()).unwrap();
     let id = ActorId::new_v4();
+    // Two acknowledged writes, one after the other: two batches.
     t(store.try_write(id, env(1, b"first"))).await.unwrap();
     t(store.try_write(id, env(2, b"second"))).await.unwrap();
     let crashed = crash_copy(dir.path());
@@ -869,20 +871,16 @@ async fn a_damaged_journal_fails_open_naming_the_segment() {
     let segments = journal_segments(crashed.path());
     assert_eq!(segments.len(), 1);
     let segment = &segments[0];
-    let mut bytes = std::fs::read(segment).unwrap();
-    let at = 24 + 30; // inside the first record, after the 24-byte header
-    bytes[at] ^= 0x01;
-    std::fs::write(segment, &bytes).unwrap();
-    // A newer segment whose creation was cut short (no records) makes the damaged
-    // one an older, fully synced segment.
+    let whole = std::fs::read(segment).unwrap();
     let name = segment.file_name().unwrap().to_str().unwrap();
-    let generation = u64::from_str_radix(name.trim_end_matches(".log"), 16).unwrap();
-    let newer = segment.with_file_name(format!("{:016x}.log", generation + 1));
-    std::fs::write(&newer, b"THETAJNL").unwrap();
 
+    // A bit flipped in the first batch (header 36 bytes, then the batch).
+    let mut damaged = whole.clone();
+    damaged[36 + 30] ^= 0x01;
+    std::fs::write(segment, &damaged).unwrap();
     let err = FsStorage::open(crashed.path()).unwrap_err();
     assert!(
-        matches!(&err, FsError::CorruptJournal { path, .. } if path == segment),
+        matches!(&err, FsError::CorruptJournal { path, offset: 36, .. } if path == segment),
         "{err}"
     );
     assert!(err.to_string().contains(name), "{err}");
@@ -891,6 +889,14 @@ async fn a_damaged_journal_fails_open_naming_the_segment() {
         FsStorage::open(crashed.path()),
         Err(FsError::CorruptJournal { .. })
     ));
+
+    // The same flip in the last batch is a torn tail: the first write stands.
+    let mut torn = whole.clone();
+    let last = whole.len() - 10;
+    torn[last] ^= 0x01;
+    std::fs::write(segment, &torn).unwrap();
+    let store = FsStorage::open(crashed.path()).unwrap();
+    assert_eq!(t(store.try_read(id)).await.unwrap(), env(1, b"first"));
 }
 
 /// A write larger than any envelope is refused with a typed error naming the
