@@ -6,7 +6,8 @@
 //! a serial temp+fsync+rename+dir-fsync loop (durable, no group commit), and 64
 //! concurrent `tokio::fs::write` overwrites (not durable). `fs-recovery`: reading
 //! 100k snapshots back, and the crash-recovery `open` that replays a journal of
-//! 100k snapshots into their files.
+//! 100k snapshots into their files, and the `respawn` of 100k actors (read,
+//! decode, start) from the store.
 
 use std::fs::File;
 use std::io::Write;
@@ -15,9 +16,32 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use serde::{Deserialize, Serialize};
 use theta::ActorId;
-use theta::persistence::{PersistentStorage, envelope};
+use theta::persistence::{PersistentSpawnExt, PersistentStorage, encode_snapshot, envelope};
+use theta::prelude::*;
 use theta_persistence_fs::{Durability, FsStorage};
+
+/// The actor of the respawn benchmark: a device's meter reading.
+#[derive(Debug, Clone, Serialize, Deserialize, ActorArgs)]
+struct Meter {
+    /// Readings taken.
+    readings: u64,
+    /// The device's name.
+    device: String,
+}
+
+impl Meter {
+    fn new(id: ActorId) -> Self {
+        Meter {
+            readings: id.as_u64_pair().1 % 10_000,
+            device: format!("device-{}", id.simple()),
+        }
+    }
+}
+
+#[actor("6d1b7c9e-0000-4000-8000-00000000be9d", snapshot)]
+impl Actor for Meter {}
 
 const TYPE: uuid::Uuid = uuid::uuid!("6d1b7c9e-0000-4000-8000-00000000be9c");
 const PAYLOAD: [u8; 200] = [7; 200];
@@ -178,6 +202,69 @@ fn fs_storage(c: &mut Criterion) {
         // What a kill -9 now would leave: the journal and no snapshot files.
         copy_dir(&dir.path().join("journaled"), crashed.path());
     }
+    // Actor recovery: `respawn` of 100k actors (read, decode, start) from the
+    // checkpointed store, 64 tasks at a time, in a fresh root each time.
+    {
+        let store = FsStorage::open(dir.path().join("meters")).expect("open");
+        rt.block_on(async {
+            let tasks: Vec<_> = ids
+                .chunks(ids.len().div_ceil(64))
+                .map(|chunk| {
+                    let (store, chunk) = (store.clone(), chunk.to_vec());
+                    tokio::spawn(async move {
+                        for id in chunk {
+                            let meter = Meter::new(id);
+                            let bytes = encode_snapshot(id, 1, &meter).expect("encode");
+                            store.try_write(id, bytes).await.expect("save");
+                        }
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await.expect("task");
+            }
+            store.checkpoint().await.expect("checkpoint");
+        });
+        group.bench_function("respawn/100k", |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let (store, ids) = (store.clone(), ids.clone());
+                async move {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let root = RootContext::default();
+                        let start = Instant::now();
+                        let tasks: Vec<_> = ids
+                            .chunks(ids.len().div_ceil(64))
+                            .map(|chunk| {
+                                let (root, store) = (root.clone(), store.clone());
+                                let chunk = chunk.to_vec();
+                                tokio::spawn(async move {
+                                    let mut refs = Vec::with_capacity(chunk.len());
+                                    for id in chunk {
+                                        let meter: ActorRef<Meter> =
+                                            root.respawn(&store, id, ()).await.expect("respawn");
+                                        refs.push(meter);
+                                    }
+                                    refs
+                                })
+                            })
+                            .collect();
+                        let mut refs = Vec::with_capacity(ids.len());
+                        for task in tasks {
+                            refs.extend(task.await.expect("task"));
+                        }
+                        total += start.elapsed();
+                        drop(refs);
+                        root.shutdown(Duration::from_secs(60))
+                            .await
+                            .expect("shutdown");
+                    }
+                    total
+                }
+            });
+        });
+    }
+
     group.bench_function("replay-open/100k", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;

@@ -108,7 +108,7 @@ const SUITES: &[Suite] = &[
         package: "theta-persistence-fs",
         bench: "fs",
         title: "File-system backend (`theta-persistence-fs/benches/fs.rs`)",
-        about: "saves of 200-byte snapshots by N concurrent actors; durable = acknowledged after the journal's fdatasync (group commit). Recovery: reading 100k snapshots back, and the open that replays a crash-left journal of 100k snapshots into their files.",
+        about: "saves of 200-byte snapshots by N concurrent actors; durable = acknowledged after the journal's fdatasync (group commit). Recovery: reading 100k snapshots back, respawning 100k actors from them, and the open that replays a crash-left journal of 100k snapshots into their files.",
         rows: &[
             vs("fs/durable/1", FS_SERIAL),
             vs("fs/durable/8", FS_SERIAL),
@@ -117,6 +117,7 @@ const SUITES: &[Suite] = &[
             vs("fs/buffered/64", "baseline/std_fs_write/serial"),
             alone("fs/read/64"),
             alone("fs-recovery/read+open/100k"),
+            alone("fs-recovery/respawn/100k"),
             alone("fs-recovery/replay-open/100k"),
         ],
     },
