@@ -573,6 +573,11 @@ mod failpoints {
         assert!(t(store.checkpoint()).await.is_err());
         assert!(!store.is_poisoned());
         assert!(journal_segments(dir.path()).len() >= 2);
+        // Segments are removed only after the files hold their writes.
+        assert_eq!(
+            std::fs::read(snap_file(dir.path(), id)).unwrap(),
+            env(2, b"new")
+        );
         t(store.try_write(id, env(3, b"newer"))).await.unwrap();
         t(store.checkpoint()).await.unwrap();
         assert_eq!(journal_segments(dir.path()).len(), 1);
