@@ -392,6 +392,18 @@ impl Checkpointer {
             let idle = Idle(&self.shared);
             let result = self.checkpoint(request.sealed_through);
             drop(idle);
+            if let Err(e) = &result
+                && request.replies.is_empty()
+            {
+                // Nobody asked for this one: say it somewhere. Every write
+                // stays in the journal (and in memory) until a checkpoint
+                // succeeds; the next one retries them all.
+                tracing::warn!(
+                    store = %self.shared.dir.display(),
+                    error = %e,
+                    "background checkpoint failed; the journal keeps every write"
+                );
+            }
             reply_all(request.replies, &result);
         }
     }
