@@ -35,6 +35,17 @@ fn fs_survives_1000_kill_points() {
     );
 }
 
+/// Buffered mode skips the sync per write; a process kill (unlike a power loss)
+/// must still lose nothing acknowledged.
+#[test]
+fn fs_buffered_survives_200_kill_points() {
+    let stdout = harness(&["run", "--backend", "fs-buffered", "--iterations", "200"]);
+    assert!(
+        stdout.contains("crash: 200 kill points, 0 failures"),
+        "{stdout}"
+    );
+}
+
 #[test]
 fn sled_survives_200_kill_points() {
     let stdout = harness(&["run", "--backend", "sled", "--iterations", "200"]);

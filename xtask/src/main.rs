@@ -5,7 +5,7 @@
 //!   warnings denied.
 //! - `ui [--bless]`: only the trybuild compile-fail/pass tests; `--bless`
 //!   regenerates their `.stderr` files.
-//! - `crash --backend fs|sled --iterations N`: the long SIGKILL crash loop.
+//! - `crash --backend fs|fs-buffered|sled --iterations N`: the long SIGKILL crash loop.
 //! - `soak [--iterations N]`: the crash loop (`theta_crash run`) against every
 //!   backend, N kill points each (default 2000).
 //! - `bench [--report-only] [--suite NAME].. [-- CRITERION ARGS]`: the criterion
@@ -52,7 +52,8 @@ fn run(args: &[String]) -> Result<()> {
 const USAGE: &str = "usage: cargo xtask <command>
   test                                   fmt check, clippy, all tests (what CI runs)
   ui [--bless]                           trybuild macro tests; --bless rewrites .stderr files
-  crash --backend fs|sled --iterations N long SIGKILL crash-recovery loop
+  crash --backend fs|fs-buffered|sled --iterations N
+                                         long SIGKILL crash-recovery loop
   soak [--iterations N]                  crash loop against every backend (default N = 2000)
   bench [--report-only] [--suite NAME].. [-- CRITERION ARGS]
                                          criterion suites (messaging, envelope, fs, sled),
@@ -168,7 +169,7 @@ fn soak(rest: &[String]) -> Result<()> {
             other => bail!("soak: unknown argument {other:?}\n{USAGE}"),
         }
     }
-    for backend in ["fs", "sled"] {
+    for backend in ["fs", "fs-buffered", "sled"] {
         theta_crash(&["run", "--backend", backend, "--iterations", &iterations])?;
     }
     Ok(())

@@ -3,9 +3,9 @@
 //! and checks what recovery sees.
 //!
 //! ```text
-//! theta_crash child --backend fs|sled --dir D --seed S
-//! theta_crash run   --backend fs|sled --iterations N [--dir D] [--seed S]
-//! theta_crash soak  --backend fs|sled --seconds S [--dir D] [--seed S]
+//! theta_crash child --backend fs|fs-buffered|sled --dir D --seed S
+//! theta_crash run   --backend fs|fs-buffered|sled --iterations N [--dir D] [--seed S]
+//! theta_crash soak  --backend fs|fs-buffered|sled --seconds S [--dir D] [--seed S]
 //! ```
 //!
 //! `soak` is `run` with as many kill points as fit in the given time.
@@ -46,6 +46,9 @@ const CHILD_LIFETIME: Duration = Duration::from_secs(20);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Backend {
     Fs,
+    /// fs with `Durability::Buffered`: no sync per write, but a process kill
+    /// still loses nothing acknowledged (the page cache survives it).
+    FsBuffered,
     Sled,
 }
 
@@ -53,14 +56,16 @@ impl Backend {
     fn parse(name: &str) -> anyhow::Result<Backend> {
         match name {
             "fs" => Ok(Backend::Fs),
+            "fs-buffered" => Ok(Backend::FsBuffered),
             "sled" => Ok(Backend::Sled),
-            other => bail!("unknown backend {other:?} (known: fs, sled)"),
+            other => bail!("unknown backend {other:?} (known: fs, fs-buffered, sled)"),
         }
     }
 
     fn name(self) -> &'static str {
         match self {
             Backend::Fs => "fs",
+            Backend::FsBuffered => "fs-buffered",
             Backend::Sled => "sled",
         }
     }
@@ -70,11 +75,19 @@ impl Backend {
             // A small journal, so that kills also land in the middle of
             // checkpoints (journal replays, files being renamed, segments being
             // removed), not only in journal appends.
-            Backend::Fs => Ok(SharedStorage::new(
-                theta_persistence_fs::FsStorage::builder(dir)
-                    .journal_limit(32 << 10)
-                    .open()?,
-            )),
+            Backend::Fs | Backend::FsBuffered => {
+                let durability = if self == Backend::Fs {
+                    theta_persistence_fs::Durability::Durable
+                } else {
+                    theta_persistence_fs::Durability::Buffered
+                };
+                Ok(SharedStorage::new(
+                    theta_persistence_fs::FsStorage::builder(dir)
+                        .durability(durability)
+                        .journal_limit(32 << 10)
+                        .open()?,
+                ))
+            }
             // Durable (the default): an acknowledged save has been flushed and
             // fsync'd, so a kill may not lose it.
             Backend::Sled => Ok(SharedStorage::new(
@@ -86,7 +99,7 @@ impl Backend {
     /// Files of unfinished writes that must not survive a reopen.
     fn leftovers(self, dir: &Path) -> Vec<PathBuf> {
         match self {
-            Backend::Fs => {
+            Backend::Fs | Backend::FsBuffered => {
                 let mut out = Vec::new();
                 let Ok(shards) = std::fs::read_dir(dir.join("snapshots")) else {
                     return out;
@@ -420,7 +433,7 @@ fn run(backend: Backend, until: Until, dir: Option<PathBuf>, seed: u64) -> anyho
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: theta_crash child --backend fs|sled --dir D --seed S\n       theta_crash run --backend fs|sled --iterations N [--dir D] [--seed S]\n       theta_crash soak --backend fs|sled --seconds S [--dir D] [--seed S]"
+        "usage: theta_crash child --backend fs|fs-buffered|sled --dir D --seed S\n       theta_crash run --backend fs|fs-buffered|sled --iterations N [--dir D] [--seed S]\n       theta_crash soak --backend fs|fs-buffered|sled --seconds S [--dir D] [--seed S]"
     );
     ExitCode::from(2)
 }
