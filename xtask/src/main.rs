@@ -152,8 +152,8 @@ fn crash(rest: &[String]) -> Result<()> {
     theta_crash(&args)
 }
 
-/// `cargo xtask soak [--iterations N]`: the SIGKILL crash loop against the fs and
-/// the sled backend, N kill points each.
+/// `cargo xtask soak [--iterations N]`: the SIGKILL crash loop against the fs
+/// backend (durable, then buffered) and the sled backend, N kill points each.
 fn soak(rest: &[String]) -> Result<()> {
     let mut iterations = String::from("2000");
     let mut args = rest.iter();
