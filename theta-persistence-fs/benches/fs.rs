@@ -168,22 +168,14 @@ fn fs_storage(c: &mut Criterion) {
         b.to_async(&rt).iter(|| {
             let (store, ids) = (store.clone(), ids.clone());
             async move {
-                let tasks: Vec<_> = ids
-                    .chunks(RECOVERY_SNAPSHOTS / 64)
-                    .map(|chunk| {
-                        let (store, chunk) = (store.clone(), chunk.to_vec());
-                        tokio::spawn(async move {
-                            for id in chunk {
-                                let bytes = store.try_read(id).await.expect("read");
-                                envelope::open(&bytes, envelope::DEFAULT_MAX_PAYLOAD)
-                                    .expect("valid");
-                            }
-                        })
-                    })
-                    .collect();
-                for task in tasks {
-                    task.await.expect("task");
-                }
+                over_64_tasks(&ids, move |id| {
+                    let store = store.clone();
+                    async move {
+                        let bytes = store.try_read(id).await.expect("read");
+                        envelope::open(&bytes, envelope::DEFAULT_MAX_PAYLOAD).expect("valid");
+                    }
+                })
+                .await;
             }
         });
     });
@@ -207,22 +199,15 @@ fn fs_storage(c: &mut Criterion) {
     {
         let store = FsStorage::open(dir.path().join("meters")).expect("open");
         rt.block_on(async {
-            let tasks: Vec<_> = ids
-                .chunks(ids.len().div_ceil(64))
-                .map(|chunk| {
-                    let (store, chunk) = (store.clone(), chunk.to_vec());
-                    tokio::spawn(async move {
-                        for id in chunk {
-                            let meter = Meter::new(id);
-                            let bytes = encode_snapshot(id, 1, &meter).expect("encode");
-                            store.try_write(id, bytes).await.expect("save");
-                        }
-                    })
-                })
-                .collect();
-            for task in tasks {
-                task.await.expect("task");
-            }
+            let writer = store.clone();
+            over_64_tasks(&ids, move |id| {
+                let store = writer.clone();
+                async move {
+                    let bytes = encode_snapshot(id, 1, &Meter::new(id)).expect("encode");
+                    store.try_write(id, bytes).await.expect("save");
+                }
+            })
+            .await;
             store.checkpoint().await.expect("checkpoint");
         });
         group.bench_function("respawn/100k", |b| {
@@ -233,26 +218,12 @@ fn fs_storage(c: &mut Criterion) {
                     for _ in 0..iters {
                         let root = RootContext::default();
                         let start = Instant::now();
-                        let tasks: Vec<_> = ids
-                            .chunks(ids.len().div_ceil(64))
-                            .map(|chunk| {
-                                let (root, store) = (root.clone(), store.clone());
-                                let chunk = chunk.to_vec();
-                                tokio::spawn(async move {
-                                    let mut refs = Vec::with_capacity(chunk.len());
-                                    for id in chunk {
-                                        let meter: ActorRef<Meter> =
-                                            root.respawn(&store, id, ()).await.expect("respawn");
-                                        refs.push(meter);
-                                    }
-                                    refs
-                                })
-                            })
-                            .collect();
-                        let mut refs = Vec::with_capacity(ids.len());
-                        for task in tasks {
-                            refs.extend(task.await.expect("task"));
-                        }
+                        let (spawner, from) = (root.clone(), store.clone());
+                        let refs: Vec<ActorRef<Meter>> = over_64_tasks(&ids, move |id| {
+                            let (root, store) = (spawner.clone(), from.clone());
+                            async move { root.respawn(&store, id, ()).await.expect("respawn") }
+                        })
+                        .await;
                         total += start.elapsed();
                         drop(refs);
                         root.shutdown(Duration::from_secs(60))
@@ -282,23 +253,45 @@ fn fs_storage(c: &mut Criterion) {
     group.finish();
 }
 
-/// Saves one snapshot for each of `ids`, from 64 tasks.
-async fn save_each(store: &FsStorage, ids: &[ActorId]) {
+/// Runs `each` on every id, the ids split over 64 tasks (each task one id at a
+/// time); returns the outputs, in the order of `ids`.
+async fn over_64_tasks<T, F, Fut>(ids: &[ActorId], each: F) -> Vec<T>
+where
+    F: Fn(ActorId) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = T> + Send,
+    T: Send + 'static,
+{
     let tasks: Vec<_> = ids
         .chunks(ids.len().div_ceil(64))
         .map(|chunk| {
-            let (store, chunk) = (store.clone(), chunk.to_vec());
+            let (each, chunk) = (each.clone(), chunk.to_vec());
             tokio::spawn(async move {
+                let mut out = Vec::with_capacity(chunk.len());
                 for id in chunk {
-                    let bytes = envelope::seal(TYPE, 0, 1, &PAYLOAD);
-                    store.try_write(id, bytes).await.expect("save");
+                    out.push(each(id).await);
                 }
+                out
             })
         })
         .collect();
+    let mut out = Vec::with_capacity(ids.len());
     for task in tasks {
-        task.await.expect("task");
+        out.extend(task.await.expect("task"));
     }
+    out
+}
+
+/// Saves one snapshot for each of `ids`, from 64 tasks.
+async fn save_each(store: &FsStorage, ids: &[ActorId]) {
+    let store = store.clone();
+    over_64_tasks(ids, move |id| {
+        let store = store.clone();
+        async move {
+            let bytes = envelope::seal(TYPE, 0, 1, &PAYLOAD);
+            store.try_write(id, bytes).await.expect("save");
+        }
+    })
+    .await;
 }
 
 fn copy_dir(from: &Path, to: &Path) {
