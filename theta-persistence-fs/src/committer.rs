@@ -107,6 +107,16 @@ pub(crate) enum Job {
     },
 }
 
+/// A write or delete of a batch that passed its checks, waiting for the append.
+struct Accepted {
+    id: ActorId,
+    /// `None` for a delete.
+    snapshot: Option<Vec<u8>>,
+    /// The snapshot's envelope sequence number, if it has one.
+    sequence: Option<u64>,
+    reply: Reply,
+}
+
 /// An acknowledged write that a checkpoint has not written to its file yet.
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {
@@ -512,7 +522,7 @@ impl Committer {
     /// requests.
     fn commit(&mut self, batch: &mut Vec<Job>) -> Vec<CheckpointReply> {
         let mut requests = Vec::new();
-        let mut accepted: Vec<(ActorId, Option<Vec<u8>>, Reply)> = Vec::new();
+        let mut accepted: Vec<Accepted> = Vec::new();
         // The sequence number each id has after the batch's accepted jobs so far.
         let mut batch_sequences: HashMap<ActorId, Option<u64>> = HashMap::new();
         journal::start_batch(&mut self.buf);
@@ -563,7 +573,12 @@ impl Committer {
             }
             journal::encode(&mut self.buf, id, snapshot.as_deref());
             batch_sequences.insert(id, attempted);
-            accepted.push((id, snapshot, reply));
+            accepted.push(Accepted {
+                id,
+                snapshot,
+                sequence: attempted,
+                reply,
+            });
         }
         if !accepted.is_empty() {
             self.append(accepted);
@@ -584,7 +599,7 @@ impl Committer {
     }
 
     /// Steps 2 to 5 of a batch: append, sync, publish, acknowledge.
-    fn append(&mut self, accepted: Vec<(ActorId, Option<Vec<u8>>, Reply)>) {
+    fn append(&mut self, accepted: Vec<Accepted>) {
         let failpoints = &self.shared.failpoints;
         let good_len = self.segment.len();
         let appended = self
@@ -624,9 +639,14 @@ impl Committer {
         let mut replies = Vec::with_capacity(accepted.len());
         {
             let mut pending = self.shared.pending();
-            for (id, snapshot, reply) in accepted {
+            for Accepted {
+                id,
+                snapshot,
+                sequence,
+                reply,
+            } in accepted
+            {
                 self.version += 1;
-                let sequence = snapshot.as_deref().and_then(envelope::sequence_of);
                 let entry = Entry {
                     version: self.version,
                     snapshot: snapshot.map(Arc::new),
@@ -737,13 +757,14 @@ fn reply_all(replies: Vec<CheckpointReply>, result: &Result<(), FsError>) {
     }
 }
 
-fn fail_all(
-    accepted: Vec<(ActorId, Option<Vec<u8>>, Reply)>,
-    op: &'static str,
-    path: &std::path::Path,
-    e: &io::Error,
-) {
-    for (id, snapshot, reply) in accepted {
+fn fail_all(accepted: Vec<Accepted>, op: &'static str, path: &std::path::Path, e: &io::Error) {
+    for Accepted {
+        id,
+        snapshot,
+        reply,
+        ..
+    } in accepted
+    {
         let error = FsError::io(op, path, clone_io(e));
         let _ = reply.send(Err(with_id(error, id, snapshot.is_some())));
     }
