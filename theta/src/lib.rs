@@ -173,6 +173,12 @@ pub mod __private {
     pub use core::future::Future;
     pub use core::option::Option;
 
+    #[cfg(feature = "persistence")]
+    pub use crate::persistence::{Restore, RestoreArgs};
+    /// The error type of `PersistentActor::migrate`.
+    #[cfg(feature = "persistence")]
+    pub use anyhow::Error as AnyhowError;
+
     #[cfg(feature = "conformance")]
     pub use tokio;
 }

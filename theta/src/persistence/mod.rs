@@ -186,6 +186,7 @@
 mod error;
 mod memory;
 mod policy;
+mod restore;
 pub(crate) mod runtime;
 mod shared;
 mod snapshot;
@@ -206,6 +207,7 @@ use crate::actor::{Actor, ActorArgs, ActorId};
 pub use error::{PersistenceError, SnapshotNotFound, StaleSnapshot, Unsupported};
 pub use memory::MemoryStorage;
 pub use policy::SnapshotPolicy;
+pub use restore::{Restore, RestoreArgs};
 pub use shared::SharedStorage;
 pub use snapshot::{CodecError, decode_payload, decode_snapshot, encode_payload, encode_snapshot};
 pub use spawn::{PersistentContextExt, PersistentSpawnExt};
