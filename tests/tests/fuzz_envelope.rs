@@ -184,7 +184,10 @@ fn arbitrary_bytes_never_panic() {
             // Raw, and sealed as a valid envelope so the codec is reached behind
             // the checksum.
             feed(&bytes);
-            let sealed = envelope::seal(<Ledger as Actor>::TYPE_ID, 0, 9, &bytes);
+            let sealed = envelope::Seal::new(<Ledger as Actor>::TYPE_ID)
+                .actor_id(ActorId::from_u128(0xf022))
+                .sequence(9)
+                .seal(&bytes);
             if let Some((value, sequence)) = feed(&sealed) {
                 prop_assert_eq!(sequence, 9);
                 // Whatever decodes re-encodes to bytes that decode to it again.

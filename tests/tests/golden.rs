@@ -244,20 +244,23 @@ fn every_fixture_decodes_to_its_exact_value() {
     }
 }
 
-/// The writer side: saving the same state today produces the committed bytes.
+/// The writer side: saving the same state today produces the committed payload
+/// bytes, framed in a version-2 envelope bound to the actor's id.
 #[test]
-fn todays_encoder_writes_the_committed_bytes() {
+fn todays_encoder_writes_the_committed_payload_in_a_version_2_envelope() {
     let id = ActorId::from_u128(0x601d);
     for f in FIXTURES
         .iter()
         .filter(|f| f.schema == Ledger::SCHEMA_VERSION)
     {
         let written = encode_snapshot::<Ledger>(id, f.sequence, &(f.decoded)()).unwrap();
-        assert!(
-            written == read(f.file),
-            "{}: encoder output changed",
-            f.file
-        );
+        let (header, payload) = envelope::open(&written, envelope::DEFAULT_MAX_PAYLOAD).unwrap();
+        let fixture = read(f.file);
+        let (_, committed) = envelope::open(&fixture, envelope::DEFAULT_MAX_PAYLOAD).unwrap();
+        assert_eq!(header.envelope_version, 2, "{}", f.file);
+        assert_eq!(header.actor_id, Some(id), "{}", f.file);
+        assert_eq!(header.sequence, f.sequence, "{}", f.file);
+        assert!(payload == committed, "{}: encoder output changed", f.file);
     }
 }
 

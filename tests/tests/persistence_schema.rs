@@ -89,7 +89,12 @@ fn plant<T: Serialize>(
 ) -> ActorId {
     let id = ActorId::new_v4();
     let payload = encode_payload(value).unwrap();
-    storage.insert_raw(id, envelope::seal(type_id, schema, 4, &payload));
+    let bytes = envelope::Seal::new(type_id)
+        .actor_id(id)
+        .schema_version(schema)
+        .sequence(4)
+        .seal(&payload);
+    storage.insert_raw(id, bytes);
     id
 }
 

@@ -139,7 +139,7 @@ async fn respawn_requires_a_snapshot() {
 
 async fn plant_and_expect(bytes: Vec<u8>, check: impl FnOnce(&PersistenceError) -> bool) {
     let storage = MemoryStorage::new();
-    let id = ActorId::new_v4();
+    let id = PLANTED;
     storage.insert_raw(id, bytes.clone());
     let root = RootContext::default();
     let err = within("respawn_or", root.respawn_or(&storage, id, || (), fresh))
@@ -153,14 +153,21 @@ async fn plant_and_expect(bytes: Vec<u8>, check: impl FnOnce(&PersistenceError) 
     assert_eq!(storage.get(id), Some(bytes));
 }
 
-fn valid_snapshot(balance: i64, sequence: u64) -> Vec<u8> {
+/// Where `plant_and_expect` plants its bytes.
+const PLANTED: ActorId = ActorId::from_u128(0x91a7_0001);
+
+/// A valid snapshot of `id` with `balance`.
+fn valid_snapshot(id: ActorId, balance: i64, sequence: u64) -> Vec<u8> {
     let payload = theta::persistence::encode_payload(&Account { balance }).unwrap();
-    envelope::seal(<Account as Actor>::TYPE_ID, 0, sequence, &payload)
+    envelope::Seal::new(<Account as Actor>::TYPE_ID)
+        .actor_id(id)
+        .sequence(sequence)
+        .seal(&payload)
 }
 
 #[tokio::test]
 async fn corrupt_snapshot_is_an_error_not_a_fresh_start() {
-    let mut bytes = valid_snapshot(7, 1);
+    let mut bytes = valid_snapshot(PLANTED, 7, 1);
     let last = bytes.len() - 10;
     bytes[last] ^= 0x40;
     plant_and_expect(bytes, |e| matches!(e, PersistenceError::Corrupt { .. })).await;
@@ -172,7 +179,7 @@ async fn empty_and_truncated_snapshots_are_errors() {
         matches!(e, PersistenceError::Corrupt { .. })
     })
     .await;
-    let bytes = valid_snapshot(7, 1);
+    let bytes = valid_snapshot(PLANTED, 7, 1);
     plant_and_expect(bytes[..bytes.len() - 1].to_vec(), |e| {
         matches!(e, PersistenceError::Corrupt { .. })
     })
@@ -182,7 +189,10 @@ async fn empty_and_truncated_snapshots_are_errors() {
 #[tokio::test]
 async fn foreign_actor_type_is_refused() {
     let payload = theta::persistence::encode_payload(&Other { name: "x".into() }).unwrap();
-    let bytes = envelope::seal(<Other as Actor>::TYPE_ID, 0, 1, &payload);
+    let bytes = envelope::Seal::new(<Other as Actor>::TYPE_ID)
+        .actor_id(PLANTED)
+        .sequence(1)
+        .seal(&payload);
     plant_and_expect(bytes, |e| {
         matches!(e, PersistenceError::TypeMismatch { expected, found, .. }
             if *expected == <Account as Actor>::TYPE_ID && *found == <Other as Actor>::TYPE_ID)
@@ -192,7 +202,7 @@ async fn foreign_actor_type_is_refused() {
 
 #[tokio::test]
 async fn future_envelope_and_schema_versions_are_refused() {
-    let mut bytes = valid_snapshot(7, 1);
+    let mut bytes = valid_snapshot(PLANTED, 7, 1);
     bytes[4..6].copy_from_slice(&9u16.to_le_bytes());
     plant_and_expect(bytes, |e| {
         matches!(e, PersistenceError::UnsupportedEnvelope { found: 9, .. })
@@ -200,7 +210,11 @@ async fn future_envelope_and_schema_versions_are_refused() {
     .await;
 
     let payload = theta::persistence::encode_payload(&Account { balance: 1 }).unwrap();
-    let newer = envelope::seal(<Account as Actor>::TYPE_ID, 3, 1, &payload);
+    let newer = envelope::Seal::new(<Account as Actor>::TYPE_ID)
+        .actor_id(PLANTED)
+        .schema_version(3)
+        .sequence(1)
+        .seal(&payload);
     plant_and_expect(newer, |e| {
         matches!(
             e,
@@ -256,13 +270,13 @@ async fn one_live_actor_per_id() {
 async fn spawn_persistent_never_shadows_stored_data() {
     let storage = MemoryStorage::new();
     let id = ActorId::new_v4();
-    storage.insert_raw(id, valid_snapshot(5, 3));
+    storage.insert_raw(id, valid_snapshot(id, 5, 3));
     let root = RootContext::default();
     let err = within("spawn", root.spawn_persistent(&storage, id, fresh()))
         .await
         .unwrap_err();
     assert!(matches!(err, PersistenceError::SnapshotExists(e) if e == id));
-    assert_eq!(storage.get(id), Some(valid_snapshot(5, 3)));
+    assert_eq!(storage.get(id), Some(valid_snapshot(id, 5, 3)));
 
     let other = ActorId::new_v4();
     let account = within("spawn", root.spawn_persistent(&storage, other, fresh()))
@@ -277,7 +291,7 @@ async fn sequence_numbers_continue_from_the_recovered_snapshot() {
     let storage = MemoryStorage::new();
     let shared = SharedStorage::new(storage.clone());
     let id = ActorId::new_v4();
-    storage.insert_raw(id, valid_snapshot(5, 41));
+    storage.insert_raw(id, valid_snapshot(id, 5, 41));
     let root = RootContext::default();
     let account = within("respawn", root.respawn::<_, Account>(&storage, id, ()))
         .await
@@ -295,7 +309,7 @@ async fn a_stale_save_is_refused_and_the_newer_snapshot_stays() {
     let storage = MemoryStorage::new();
     let shared = SharedStorage::new(storage.clone());
     let id = ActorId::new_v4();
-    storage.insert_raw(id, valid_snapshot(5, 9));
+    storage.insert_raw(id, valid_snapshot(id, 5, 9));
     // A plain spawn knows nothing of the stored snapshot: its first save carries
     // sequence 1, which the storage refuses.
     let naive = RootContext::default()
@@ -309,7 +323,7 @@ async fn a_stale_save_is_refused_and_the_newer_snapshot_stays() {
         err.contains("newer snapshot") && err.contains(&id.to_string()),
         "{err}"
     );
-    assert_eq!(storage.get(id), Some(valid_snapshot(5, 9)));
+    assert_eq!(storage.get(id), Some(valid_snapshot(id, 5, 9)));
 }
 
 #[tokio::test]
@@ -529,7 +543,7 @@ async fn delete_and_forget_remove_the_snapshot() {
 async fn a_failed_delete_is_an_error() {
     let (storage, _written) = FaultStorage::new();
     let id = ActorId::new_v4();
-    storage.inner.insert_raw(id, valid_snapshot(1, 1));
+    storage.inner.insert_raw(id, valid_snapshot(id, 1, 1));
     storage.fail_next_delete();
     let err = within(
         "delete",

@@ -71,10 +71,20 @@ fn sample() -> Ledger {
     }
 }
 
+/// Where `restore` plants its bytes.
+const ID: ActorId = ActorId::from_u128(0x5eed_0001);
+
+/// `payload` in a valid envelope of `actor_type`, bound to [`ID`].
+fn seal_as(actor_type: uuid::Uuid, sequence: u64, payload: &[u8]) -> Vec<u8> {
+    envelope::Seal::new(actor_type)
+        .actor_id(ID)
+        .sequence(sequence)
+        .seal(payload)
+}
+
 fn sealed(value: &Ledger, sequence: u64) -> Vec<u8> {
-    envelope::seal(
+    seal_as(
         <Ledger as Actor>::TYPE_ID,
-        0,
         sequence,
         &encode_payload(value).unwrap(),
     )
@@ -84,7 +94,7 @@ fn sealed(value: &Ledger, sequence: u64) -> Vec<u8> {
 /// succeeds must give back exactly `sample()`).
 async fn restore(bytes: Vec<u8>) -> Option<PersistenceError> {
     let storage = MemoryStorage::new();
-    let id = ActorId::new_v4();
+    let id = ID;
     storage.insert_raw(id, bytes);
     let root = RootContext::default();
     match within("respawn_or", root.respawn_or(&storage, id, || (), sample)).await {
@@ -165,14 +175,14 @@ async fn empty_and_random_input_are_errors() {
 #[tokio::test]
 async fn a_future_envelope_version_is_named() {
     let mut bytes = sealed(&sample(), 1);
-    bytes[4..6].copy_from_slice(&2u16.to_le_bytes());
+    bytes[4..6].copy_from_slice(&3u16.to_le_bytes());
     let err = restore(bytes).await.unwrap();
     assert!(
         matches!(
             err,
             PersistenceError::UnsupportedEnvelope {
-                found: 2,
-                supported: 1,
+                found: 3,
+                supported: 2,
                 ..
             }
         ),
@@ -184,9 +194,7 @@ async fn a_future_envelope_version_is_named() {
 async fn a_foreign_actor_type_is_refused() {
     let payload = encode_payload(&sample()).unwrap();
     let foreign = uuid::Uuid::new_v4();
-    let err = restore(envelope::seal(foreign, 0, 1, &payload))
-        .await
-        .unwrap();
+    let err = restore(seal_as(foreign, 1, &payload)).await.unwrap();
     assert!(
         matches!(err, PersistenceError::TypeMismatch { found, .. } if found == foreign),
         "{err}"
@@ -197,7 +205,7 @@ async fn a_foreign_actor_type_is_refused() {
 async fn lying_lengths_never_allocate_what_they_claim() {
     // The envelope claims a 1 TB payload.
     let mut bytes = sealed(&sample(), 1);
-    bytes[36..44].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    bytes[60..68].copy_from_slice(&(1u64 << 40).to_le_bytes());
     LARGEST.store(0, Ordering::Relaxed);
     let err = restore(bytes).await.unwrap();
     assert!(
@@ -216,7 +224,7 @@ async fn lying_lengths_never_allocate_what_they_claim() {
     let mut payload = vec![0xfd];
     payload.extend_from_slice(&(1u64 << 40).to_le_bytes());
     payload.extend_from_slice(b"ada");
-    let err = restore(envelope::seal(<Ledger as Actor>::TYPE_ID, 0, 1, &payload))
+    let err = restore(seal_as(<Ledger as Actor>::TYPE_ID, 1, &payload))
         .await
         .unwrap();
     assert!(matches!(err, PersistenceError::Decode { .. }), "{err}");
@@ -225,7 +233,7 @@ async fn lying_lengths_never_allocate_what_they_claim() {
     let mut payload = encode_payload(&"ada".to_string()).unwrap();
     payload.push(0xfd);
     payload.extend_from_slice(&(1u64 << 40).to_le_bytes());
-    let err = restore(envelope::seal(<Ledger as Actor>::TYPE_ID, 0, 1, &payload))
+    let err = restore(seal_as(<Ledger as Actor>::TYPE_ID, 1, &payload))
         .await
         .unwrap();
     assert!(matches!(err, PersistenceError::Decode { .. }), "{err}");
@@ -241,7 +249,7 @@ async fn lying_lengths_never_allocate_what_they_claim() {
 async fn trailing_bytes_after_the_snapshot_are_an_error() {
     let mut payload = encode_payload(&sample()).unwrap();
     payload.push(0);
-    let err = restore(envelope::seal(<Ledger as Actor>::TYPE_ID, 0, 1, &payload))
+    let err = restore(seal_as(<Ledger as Actor>::TYPE_ID, 1, &payload))
         .await
         .unwrap();
     assert!(matches!(err, PersistenceError::Decode { .. }), "{err}");

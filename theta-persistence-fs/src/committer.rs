@@ -67,7 +67,7 @@ use std::thread::JoinHandle;
 
 use theta::ActorId;
 use theta::persistence::StaleSnapshot;
-use theta::persistence::envelope;
+use theta::persistence::envelope::{self, Stamp};
 use tokio::sync::oneshot;
 
 use crate::failpoint::{Failpoints, Step};
@@ -112,8 +112,8 @@ struct Accepted {
     id: ActorId,
     /// `None` for a delete.
     snapshot: Option<Vec<u8>>,
-    /// The snapshot's envelope sequence number, if it has one.
-    sequence: Option<u64>,
+    /// The snapshot's envelope stamp, if it has one.
+    stamp: Option<Stamp>,
     reply: Reply,
 }
 
@@ -124,8 +124,8 @@ pub(crate) struct Entry {
     version: u64,
     /// `None` for a delete.
     pub(crate) snapshot: Option<Arc<Vec<u8>>>,
-    /// The snapshot's envelope sequence number, if it has one.
-    sequence: Option<u64>,
+    /// The snapshot's envelope stamp, if it has one.
+    stamp: Option<Stamp>,
 }
 
 #[derive(Debug, Default)]
@@ -524,7 +524,7 @@ impl Committer {
         let mut requests = Vec::new();
         let mut accepted: Vec<Accepted> = Vec::new();
         // The sequence number each id has after the batch's accepted jobs so far.
-        let mut batch_sequences: HashMap<ActorId, Option<u64>> = HashMap::new();
+        let mut batch_sequences: HashMap<ActorId, Option<Stamp>> = HashMap::new();
         journal::start_batch(&mut self.buf);
         for job in batch.drain(..) {
             let (id, snapshot, reply) = match job {
@@ -539,7 +539,7 @@ impl Committer {
                 let _ = reply.send(Err(with_id(e, id, snapshot.is_some())));
                 continue;
             }
-            let attempted = snapshot.as_deref().and_then(envelope::sequence_of);
+            let attempted = snapshot.as_deref().and_then(envelope::stamp_of);
             if let Some(bytes) = &snapshot {
                 if !journal::fits(bytes.len()) {
                     let error = FsError::TooLarge {
@@ -552,14 +552,14 @@ impl Committer {
                 }
                 let stored = match batch_sequences.get(&id) {
                     Some(sequence) => Ok(*sequence),
-                    None => self.stored_sequence(id),
+                    None => self.stored_stamp(id),
                 };
                 match stored {
-                    Ok(Some(stored)) if attempted.is_some_and(|attempted| attempted < stored) => {
+                    Ok(Some(stored)) if attempted.is_some_and(|attempted| attempted <= stored) => {
                         let stale = StaleSnapshot {
                             id,
-                            stored,
-                            attempted: attempted.unwrap_or_default(),
+                            stored: stored.sequence,
+                            attempted: attempted.map_or(0, |a| a.sequence),
                         };
                         let _ = reply.send(Err(stale.into()));
                         continue;
@@ -576,7 +576,7 @@ impl Committer {
             accepted.push(Accepted {
                 id,
                 snapshot,
-                sequence: attempted,
+                stamp: attempted,
                 reply,
             });
         }
@@ -589,13 +589,13 @@ impl Committer {
         requests
     }
 
-    /// The newest sequence number of `id` before this batch.
-    fn stored_sequence(&self, id: ActorId) -> Result<Option<u64>, FsError> {
+    /// The newest stamp of `id` before this batch.
+    fn stored_stamp(&self, id: ActorId) -> Result<Option<Stamp>, FsError> {
         if let Some(entry) = self.shared.pending().entries.get(&id) {
-            return Ok(entry.sequence);
+            return Ok(entry.stamp);
         }
         let path = layout::snapshot_path(&self.shared.snapshots, id);
-        layout::stored_sequence(&path).map_err(|e| FsError::io("reading the header of", path, e))
+        layout::stored_stamp(&path).map_err(|e| FsError::io("reading the header of", path, e))
     }
 
     /// Steps 2 to 5 of a batch: append, sync, publish, acknowledge.
@@ -642,7 +642,7 @@ impl Committer {
             for Accepted {
                 id,
                 snapshot,
-                sequence,
+                stamp,
                 reply,
             } in accepted
             {
@@ -650,7 +650,7 @@ impl Committer {
                 let entry = Entry {
                     version: self.version,
                     snapshot: snapshot.map(Arc::new),
-                    sequence,
+                    stamp,
                 };
                 pending.entries.insert(id, entry);
                 replies.push(reply);

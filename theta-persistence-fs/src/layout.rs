@@ -16,7 +16,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use theta::ActorId;
-use theta::persistence::envelope::{ENVELOPE_VERSION, HEADER_LEN, MAGIC, TRAILER_LEN};
+use theta::persistence::envelope::{HEADER_LEN, Header, Stamp};
 
 use crate::FsError;
 
@@ -158,36 +158,22 @@ pub(crate) fn create_file(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
-/// The sequence number of the snapshot stored at `path`, read from its header
-/// alone: `Ok(None)` when there is no file or it is not a (whole) envelope, the
-/// same cases in which `envelope::sequence_of` answers `None`.
-pub(crate) fn stored_sequence(path: &Path) -> io::Result<Option<u64>> {
+/// The stamp of the snapshot stored at `path`, read from its header alone:
+/// `Ok(None)` when there is no file or it is not a (whole) envelope, the same
+/// cases in which `envelope::stamp_of` answers `None`.
+pub(crate) fn stored_stamp(path: &Path) -> io::Result<Option<Stamp>> {
     let mut file = match File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
     let len = file.metadata()?.len();
-    if len < (HEADER_LEN + TRAILER_LEN) as u64 {
-        return Ok(None);
-    }
     let mut header = [0u8; HEADER_LEN];
-    file.read_exact(&mut header)?;
-    let version = u16::from_le_bytes([header[4], header[5]]);
-    let payload_len = u64::from_le_bytes(le8(&header[36..44]));
-    if header[..4] != MAGIC
-        || version != ENVELOPE_VERSION
-        || payload_len != len - (HEADER_LEN + TRAILER_LEN) as u64
-    {
-        return Ok(None);
-    }
-    Ok(Some(u64::from_le_bytes(le8(&header[28..36]))))
-}
-
-fn le8(slice: &[u8]) -> [u8; 8] {
-    let mut out = [0u8; 8];
-    out.copy_from_slice(slice);
-    out
+    let want = (HEADER_LEN as u64).min(len) as usize;
+    file.read_exact(&mut header[..want])?;
+    Ok(Header::peek_prefix(&header[..want], len)
+        .ok()
+        .map(|h| h.stamp()))
 }
 
 /// The shard directories present (names `00`..`ff`); anything else is ignored.

@@ -138,8 +138,16 @@ async fn overwrite_replaces() {
     t(store.try_write(id, env(2, b"two, longer")))
         .await
         .unwrap();
-    t(store.try_write(id, env(2, b"2 again"))).await.unwrap();
-    assert_eq!(t(store.try_read(id)).await.unwrap(), env(2, b"2 again"));
+    // An equal sequence number is a repeat, not a newer snapshot: refused.
+    let repeat = t(store.try_write(id, env(2, b"2 again")))
+        .await
+        .unwrap_err();
+    assert!(
+        repeat.is::<theta::persistence::StaleSnapshot>(),
+        "{repeat:#}"
+    );
+    t(store.try_write(id, env(3, b"three"))).await.unwrap();
+    assert_eq!(t(store.try_read(id)).await.unwrap(), env(3, b"three"));
     assert!(temp_files(dir.path()).is_empty());
 }
 

@@ -174,13 +174,21 @@ async fn stale_write_is_refused_and_newer_kept() {
         within(storage.try_read(id)).await.unwrap(),
         snapshot(7, b"newer")
     );
-    // Equal sequence numbers are accepted (a retried save).
-    within(storage.try_write(id, snapshot(7, b"again")))
+    // An equal sequence number is a repeat, not a newer snapshot: refused.
+    let repeat = within(storage.try_write(id, snapshot(7, b"again")))
         .await
-        .unwrap();
+        .unwrap_err();
+    assert_eq!(
+        repeat.downcast_ref::<StaleSnapshot>(),
+        Some(&StaleSnapshot {
+            id,
+            stored: 7,
+            attempted: 7
+        })
+    );
     assert_eq!(
         within(storage.try_read(id)).await.unwrap(),
-        snapshot(7, b"again")
+        snapshot(7, b"newer")
     );
 }
 

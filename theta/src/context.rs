@@ -296,11 +296,16 @@ impl RootContext {
 pub(crate) trait SpawnerImpl {
     fn spawn_site(&self) -> SpawnSite<'_>;
     fn reserve(&self, id: ActorId) -> Option<Reservation>;
+    fn instance(&self) -> uuid::Uuid;
 }
 
 impl SpawnerImpl for RootContext {
     fn spawn_site(&self) -> SpawnSite<'_> {
         self.site()
+    }
+
+    fn instance(&self) -> uuid::Uuid {
+        self.system.instance
     }
 
     fn reserve(&self, id: ActorId) -> Option<Reservation> {
@@ -315,5 +320,9 @@ impl<A: Actor> SpawnerImpl for Context<A> {
 
     fn reserve(&self, id: ActorId) -> Option<Reservation> {
         self.inner.system.reserve(id)
+    }
+
+    fn instance(&self) -> uuid::Uuid {
+        self.inner.system.instance
     }
 }

@@ -168,7 +168,7 @@ pub mod __private {
     pub use uuid::Uuid;
 
     #[cfg(feature = "persistence")]
-    pub use crate::persistence::{PersistentActor, SnapshotPolicy};
+    pub use crate::persistence::{Codec, Compression, PersistentActor, SnapshotPolicy};
 
     pub use core::future::Future;
     pub use core::option::Option;

@@ -214,13 +214,27 @@ enum Entry {
 
 /// Everything one [`RootContext`](crate::RootContext) owns: live actors by id and
 /// the top-level actors.
-#[derive(Default)]
 pub(crate) struct System {
+    /// Identifies this tree among others (in this and other processes), e.g. as
+    /// the owner of the persistent ids it runs.
+    pub(crate) instance: uuid::Uuid,
     registry: Mutex<HashMap<ActorId, Entry>>,
     /// Actors spawned and not yet fully exited (their exit cell set).
     running: AtomicUsize,
     drained: Notify,
     pub(crate) top: Node,
+}
+
+impl Default for System {
+    fn default() -> Self {
+        Self {
+            instance: uuid::Uuid::new_v4(),
+            registry: Mutex::default(),
+            running: AtomicUsize::new(0),
+            drained: Notify::new(),
+            top: Node::default(),
+        }
+    }
 }
 
 impl System {

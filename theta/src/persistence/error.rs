@@ -27,6 +27,60 @@ pub struct StaleSnapshot {
     pub attempted: u64,
 }
 
+/// Marker error: a write was refused because its owner epoch is older than the
+/// epoch of the id's current owner: the writer was fenced (another activation of
+/// the id took ownership since).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "refused write of actor {id} from owner epoch {epoch}: the id is owned under epoch {current} now"
+)]
+pub struct Fenced {
+    /// The actor.
+    pub id: ActorId,
+    /// The writer's epoch.
+    pub epoch: u64,
+    /// The current owner's epoch.
+    pub current: u64,
+}
+
+/// Marker error: [`PersistentStorage::try_claim`](super::PersistentStorage::try_claim)
+/// in [`ClaimMode::Exclusive`](super::ClaimMode::Exclusive) found the id held by
+/// another live owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("actor {id} is owned by {holder} (epoch {epoch})")]
+pub struct OwnedElsewhere {
+    /// The actor.
+    pub id: ActorId,
+    /// The owner holding it.
+    pub holder: super::OwnerId,
+    /// The holder's epoch.
+    pub epoch: u64,
+}
+
+/// Marker error: a write longer than
+/// [`envelope::MAX_ENVELOPE_LEN`](super::envelope::MAX_ENVELOPE_LEN), the size limit
+/// of every backend, was refused before anything was stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("refused snapshot of actor {id}: {len} bytes is over the limit of {limit} bytes")]
+pub struct SnapshotTooLarge {
+    /// The actor.
+    pub id: ActorId,
+    /// Bytes attempted.
+    pub len: usize,
+    /// The limit.
+    pub limit: usize,
+}
+
+/// Marker error: the storage was closed with
+/// [`PersistentStorage::try_close`](super::PersistentStorage::try_close); it
+/// refuses further writes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the storage at {location} is closed")]
+pub struct StorageClosed {
+    /// Where the storage is (a path, a URL without credentials, "memory").
+    pub location: String,
+}
+
 /// Marker error: the backend does not implement an optional operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("this storage does not support {operation}")]
@@ -180,6 +234,55 @@ pub enum PersistenceError {
         /// The limit.
         limit: usize,
     },
+    /// The storage refused the write: another activation of this id owns it now
+    /// (a newer owner epoch). The actor that tried it stops with this reason.
+    #[error(
+        "actor {id} was fenced: its owner epoch {epoch} is older than the current owner's epoch {current}; another instance took it over"
+    )]
+    Fenced {
+        /// The actor.
+        id: ActorId,
+        /// The epoch this instance held.
+        epoch: u64,
+        /// The current owner's epoch.
+        current: u64,
+    },
+    /// The storage refused to give ownership of the id: another live owner holds it.
+    #[error(
+        "actor {id} is owned by another instance ({holder}, epoch {epoch}); take it over explicitly if that instance is gone"
+    )]
+    OwnedElsewhere {
+        /// The actor.
+        id: ActorId,
+        /// The owner holding it.
+        holder: super::OwnerId,
+        /// The holder's epoch.
+        epoch: u64,
+    },
+    /// The stored snapshot belongs to another actor (its envelope names another
+    /// id): it was copied or moved to the wrong place.
+    #[error("snapshot stored for actor {id} belongs to actor {found}; refusing to restore it")]
+    WrongActor {
+        /// The actor whose snapshot was read.
+        id: ActorId,
+        /// The id the snapshot names.
+        found: ActorId,
+    },
+    /// Two actor types declare the same type uuid, so their snapshots could not be
+    /// told apart.
+    #[error(
+        "actor types {first} and {second} both declare the type uuid {type_id}; give one of them another uuid in #[actor(\"...\")] (spawning actor {id})"
+    )]
+    DuplicateTypeId {
+        /// The actor being spawned.
+        id: ActorId,
+        /// The shared uuid.
+        type_id: uuid::Uuid,
+        /// The type registered first.
+        first: &'static str,
+        /// The type being spawned.
+        second: &'static str,
+    },
     /// An automatic snapshot policy needs an owned storage handle.
     #[error(
         "actor {0} has an automatic snapshot policy but the storage has no shared handle; pass a theta::persistence::SharedStorage"
@@ -207,7 +310,11 @@ impl PersistenceError {
             | Self::Migration { id, .. }
             | Self::Decode { id, .. }
             | Self::Encode { id, .. }
-            | Self::TooLarge { id, .. } => *id,
+            | Self::TooLarge { id, .. }
+            | Self::Fenced { id, .. }
+            | Self::OwnedElsewhere { id, .. }
+            | Self::WrongActor { id, .. }
+            | Self::DuplicateTypeId { id, .. } => *id,
         }
     }
 
@@ -223,14 +330,28 @@ impl PersistenceError {
     }
 
     pub(crate) fn from_write(id: ActorId, source: anyhow::Error) -> Self {
-        match source.downcast_ref::<StaleSnapshot>() {
-            Some(stale) => Self::Stale {
+        if let Some(stale) = source.downcast_ref::<StaleSnapshot>() {
+            return Self::Stale {
                 id,
                 stored: stale.stored,
                 attempted: stale.attempted,
-            },
-            None => Self::Write { id, source },
+            };
         }
+        if let Some(fenced) = source.downcast_ref::<Fenced>() {
+            return Self::Fenced {
+                id,
+                epoch: fenced.epoch,
+                current: fenced.current,
+            };
+        }
+        if let Some(large) = source.downcast_ref::<SnapshotTooLarge>() {
+            return Self::TooLarge {
+                id,
+                size: large.len,
+                limit: large.limit,
+            };
+        }
+        Self::Write { id, source }
     }
 }
 
@@ -251,6 +372,10 @@ mod tests {
         assert_error::<SnapshotNotFound>();
         assert_error::<StaleSnapshot>();
         assert_error::<Unsupported>();
+        assert_error::<Fenced>();
+        assert_error::<OwnedElsewhere>();
+        assert_error::<SnapshotTooLarge>();
+        assert_error::<StorageClosed>();
         assert_error::<crate::AskError>();
         assert_error::<crate::SendError>();
         assert_error::<crate::SpawnError>();

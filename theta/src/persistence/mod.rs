@@ -154,11 +154,18 @@
 //!   codec, the actor type's uuid, schema version, a per-actor sequence number,
 //!   length and a CRC-32C, all verified before decoding, with a size limit
 //!   ([`PersistentActor::MAX_SNAPSHOT_BYTES`]).
-//! - **Newer wins.** Each save carries the previous sequence number + 1, continued
-//!   from the recovered snapshot; backends refuse a write older than what they
-//!   store ([`StaleSnapshot`]).
-//! - **One live actor per id** in a [`RootContext`](crate::RootContext): spawning or
-//!   respawning a live id is [`PersistenceError::AlreadyRunning`].
+//! - **Bound to its actor.** A snapshot's envelope names the actor id it belongs
+//!   to; bytes stored under another id are refused ([`PersistenceError::WrongActor`]).
+//! - **Newer wins.** Each save carries the owner epoch of its activation and the
+//!   previous sequence number + 1, continued from the recovered snapshot; backends
+//!   refuse a write that is not newer than what they store, or stored and deleted
+//!   ([`StaleSnapshot`]).
+//! - **One owner per id.** In a [`RootContext`](crate::RootContext), spawning or
+//!   respawning a live id is [`PersistenceError::AlreadyRunning`]; across
+//!   `RootContext`s and processes on one store, every activation claims the id in
+//!   the storage ([`PersistentStorage::try_claim`]): a second one is refused with
+//!   [`PersistenceError::OwnedElsewhere`], and writes of an owner that was taken
+//!   over are refused with [`Fenced`].
 //! - **Automatic management**: a [`SnapshotPolicy`] (every N messages, every
 //!   interval, on graceful stop) from `#[actor(.., snapshot, snapshot_every = N)]`
 //!   or from a [`SharedStorage`] handle. Automatic saves encode the state after a
@@ -183,8 +190,11 @@
 //! None of them writes anything at spawn time; the first snapshot is written by the
 //! first save (manual or by policy).
 
+mod codec;
+mod durability;
 mod error;
 mod memory;
+mod ownership;
 mod policy;
 mod restore;
 pub(crate) mod runtime;
@@ -204,24 +214,43 @@ use serde::de::DeserializeOwned;
 
 use crate::actor::{Actor, ActorArgs, ActorId};
 
-pub use error::{PersistenceError, SnapshotNotFound, StaleSnapshot, Unsupported};
+pub use codec::{Codec, Compression};
+pub use durability::{Durability, UnsupportedDurability};
+pub use error::{
+    Fenced, OwnedElsewhere, PersistenceError, SnapshotNotFound, SnapshotTooLarge, StaleSnapshot,
+    StorageClosed, Unsupported,
+};
 pub use memory::MemoryStorage;
+pub use ownership::{Claim, ClaimMode, ClaimTable, OwnerId};
 pub use policy::SnapshotPolicy;
 pub use restore::{Restore, RestoreArgs};
 pub use shared::SharedStorage;
-pub use snapshot::{CodecError, decode_payload, decode_snapshot, encode_payload, encode_snapshot};
+pub use snapshot::{
+    CodecError, decode_payload, decode_snapshot, encode_payload, encode_snapshot, encode_stamped,
+};
 pub use spawn::{PersistentContextExt, PersistentSpawnExt};
 
 /// A place snapshots are stored: bytes by actor id.
 ///
 /// Implementations must be atomic per id (a reader sees a whole old or a whole new
 /// value) and must report a missing snapshot as
-/// `anyhow::Error::new(`[`SnapshotNotFound`]`)`, never as empty bytes. A backend
-/// that can should refuse a write whose envelope sequence number is lower than the
-/// stored one with [`StaleSnapshot`] (see [`envelope::check_not_stale`]).
+/// `anyhow::Error::new(`[`SnapshotNotFound`]`)`, never as empty bytes.
 ///
-/// `try_delete`, `try_list` and `shared` have defaults so that a minimal backend
-/// only implements reading and writing.
+/// Only `try_read` and `try_write` are required. The other methods have defaults
+/// so that a minimal backend compiles; a backend for real data implements them
+/// all, and the conformance kit (feature `conformance`) checks that it does so
+/// correctly:
+///
+/// - **The write rule**, atomically with each write
+///   ([`envelope::check_write`]): refuse bytes that are not an envelope or longer
+///   than [`envelope::MAX_ENVELOPE_LEN`] ([`SnapshotTooLarge`]), a write from a
+///   fenced owner ([`Fenced`]), and a write whose (epoch, sequence) stamp is not
+///   newer than the stored one or the last deleted one ([`StaleSnapshot`]).
+/// - **Ownership**: [`try_claim`](Self::try_claim) and
+///   [`try_release`](Self::try_release) (see [`ClaimMode`] for the design). A
+///   backend that cannot fence keeps the default, which says so with
+///   [`Unsupported`]; the runtime then only guarantees one live actor per id
+///   inside one [`RootContext`](crate::RootContext).
 pub trait PersistentStorage: Send + Sync {
     /// Reads the stored snapshot of `id`.
     fn try_read(&self, id: ActorId) -> impl Future<Output = Result<Vec<u8>, anyhow::Error>> + Send;
@@ -234,7 +263,9 @@ pub trait PersistentStorage: Send + Sync {
         bytes: Vec<u8>,
     ) -> impl Future<Output = Result<(), anyhow::Error>> + Send;
 
-    /// Deletes the snapshot of `id`. Deleting an absent snapshot is `Ok`.
+    /// Deletes the snapshot of `id`. Deleting an absent snapshot is `Ok`. The
+    /// stamp of the deleted snapshot stays known (a tombstone), so a stale writer
+    /// cannot bring it back; a new claim of the id writes under a newer epoch.
     ///
     /// The default reports [`Unsupported`].
     fn try_delete(&self, id: ActorId) -> impl Future<Output = Result<(), anyhow::Error>> + Send {
@@ -251,6 +282,78 @@ pub trait PersistentStorage: Send + Sync {
     /// The default reports [`Unsupported`].
     fn try_list(&self) -> impl Future<Output = Result<Vec<ActorId>, anyhow::Error>> + Send {
         async { Err(anyhow::Error::new(Unsupported { operation: "list" })) }
+    }
+
+    /// Lists the ids whose stored snapshot was written by actor type `actor_type`
+    /// (its `#[actor("uuid")]`).
+    ///
+    /// Backends keep an index by actor type so that this does not read the
+    /// snapshots of other types. The default lists every id and reads each
+    /// snapshot's header: correct, but slow on a large store; a snapshot that is
+    /// not an envelope fails the listing, naming its id.
+    fn try_list_type(
+        &self,
+        actor_type: uuid::Uuid,
+    ) -> impl Future<Output = Result<Vec<ActorId>, anyhow::Error>> + Send {
+        async move {
+            let mut ids = Vec::new();
+            for id in self.try_list().await? {
+                let bytes = match self.try_read(id).await {
+                    Ok(bytes) => bytes,
+                    // Deleted since the listing.
+                    Err(err) if error::is_not_found(&err) => continue,
+                    Err(err) => return Err(err),
+                };
+                let header = envelope::Header::peek(&bytes).map_err(|source| {
+                    anyhow::Error::new(PersistenceError::Corrupt { id, source })
+                })?;
+                if header.actor_type == actor_type {
+                    ids.push(id);
+                }
+            }
+            Ok(ids)
+        }
+    }
+
+    /// Claims ownership of `id` for `owner` and reads its snapshot under the
+    /// claim: the new [`Claim`] epoch is higher than any the id had, and writes of
+    /// older epochs are refused from now on ([`Fenced`]). In
+    /// [`ClaimMode::Exclusive`], refused with [`OwnedElsewhere`] while another
+    /// live owner holds the id.
+    ///
+    /// The default reports [`Unsupported`]: this backend cannot fence.
+    fn try_claim(
+        &self,
+        id: ActorId,
+        owner: OwnerId,
+        mode: ClaimMode,
+    ) -> impl Future<Output = Result<Claim, anyhow::Error>> + Send {
+        let _ = (id, owner, mode);
+        async {
+            Err(anyhow::Error::new(Unsupported {
+                operation: "ownership claims",
+            }))
+        }
+    }
+
+    /// Ends `owner`'s claim of `id` under `epoch` (the actor stopped); a no-op if
+    /// the claim has moved on. The default does nothing.
+    fn try_release(
+        &self,
+        id: ActorId,
+        owner: OwnerId,
+        epoch: u64,
+    ) -> impl Future<Output = Result<(), anyhow::Error>> + Send {
+        let _ = (id, owner, epoch);
+        async { Ok(()) }
+    }
+
+    /// Finishes every acknowledged write (flushes, checkpoints) and closes the
+    /// store for every handle: later writes, deletes and claims fail with a typed
+    /// error ([`StorageClosed`] or the backend's own). Errors of the final flush
+    /// are reported here. The default does nothing.
+    fn try_close(&self) -> impl Future<Output = Result<(), anyhow::Error>> + Send {
+        async { Ok(()) }
     }
 
     /// An owned, shareable handle to this storage, used by automatic snapshot
@@ -285,6 +388,14 @@ pub trait PersistentActor: Actor {
     /// values above [`envelope::MAX_PAYLOAD`], 1 GiB, count as 1 GiB). A larger
     /// snapshot is refused at save time, so nothing unreadable is ever written.
     const MAX_SNAPSHOT_BYTES: usize = envelope::DEFAULT_MAX_PAYLOAD;
+
+    /// The payload codec this actor type writes (default [`Codec::Bincode`]).
+    /// Snapshots written with another codec still read: the envelope records it.
+    const CODEC: Codec = Codec::Bincode;
+
+    /// How this actor type's payloads are compressed (default
+    /// [`Compression::None`]); skipped when it would not shrink a payload.
+    const COMPRESSION: Compression = Compression::None;
 
     /// Builds initialization arguments from a restored snapshot and runtime args.
     fn persistent_args(

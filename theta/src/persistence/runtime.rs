@@ -13,8 +13,11 @@ use crate::actor::{ActorArgs, ActorId};
 use crate::context::Context;
 use crate::runtime::{Driver, Signal, catch, lock};
 
-use super::snapshot::{decode_snapshot as decode, encode_snapshot as encode};
-use super::{PersistentActor, PersistentStorage, SharedStorage, SnapshotPolicy, StaleSnapshot};
+use super::envelope::Stamp;
+use super::snapshot::{decode_snapshot as decode, encode_stamped as encode};
+use super::{
+    OwnerId, PersistentActor, PersistentStorage, SharedStorage, SnapshotPolicy, StaleSnapshot,
+};
 
 /// An `ask` answer waiting for its snapshot to be durable.
 pub(crate) type HeldReply = Box<dyn FnOnce() + Send>;
@@ -23,6 +26,11 @@ pub(crate) type HeldReply = Box<dyn FnOnce() + Send>;
 /// and the driver.
 pub(crate) struct PersistState {
     id: ActorId,
+    /// The owner epoch this activation holds (0: the storage cannot fence).
+    epoch: u64,
+    /// Where to release the claim when the actor stops; `None` once released (or
+    /// when nothing was claimed).
+    claim: Mutex<Option<ClaimHandle>>,
     /// The last sequence number handed out.
     sequence: AtomicU64,
     /// The newest snapshot the storage acknowledged (or the one recovered): what a
@@ -43,10 +51,29 @@ impl fmt::Debug for PersistState {
     }
 }
 
+/// A claim to release: the storage it was made in and by whom.
+pub(crate) struct ClaimHandle {
+    pub(crate) storage: SharedStorage,
+    pub(crate) owner: OwnerId,
+}
+
 impl PersistState {
     pub(crate) fn new(id: ActorId, sequence: u64, recovered: Option<Vec<u8>>) -> Self {
+        Self::owned(id, 0, None, sequence, recovered)
+    }
+
+    /// The state of an actor activated under `epoch`, whose claim `claim` releases.
+    pub(crate) fn owned(
+        id: ActorId,
+        epoch: u64,
+        claim: Option<ClaimHandle>,
+        sequence: u64,
+        recovered: Option<Vec<u8>>,
+    ) -> Self {
         Self {
             id,
+            epoch,
+            claim: Mutex::new(claim),
             sequence: AtomicU64::new(sequence),
             last_saved: Mutex::new(recovered.map(|bytes| (sequence, bytes))),
             confirm: AtomicBool::new(false),
@@ -68,6 +95,21 @@ impl PersistState {
 
     pub(crate) fn next_sequence(&self) -> u64 {
         self.sequence.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// The stamp of the next save.
+    pub(crate) fn next_stamp(&self) -> Stamp {
+        Stamp::new(self.epoch, self.next_sequence())
+    }
+
+    /// Ends the claim of this activation in the storage (once).
+    pub(crate) async fn release(&self) {
+        let claim = lock(&self.claim).take();
+        if let Some(ClaimHandle { storage, owner }) = claim
+            && let Err(err) = storage.try_release(self.id, owner, self.epoch).await
+        {
+            tracing::warn!(error = %format!("{err:#}"), "releasing the ownership claim failed");
+        }
     }
 
     pub(crate) fn record_saved(&self, sequence: u64, bytes: Vec<u8>) {
@@ -160,6 +202,19 @@ impl<A: PersistentActor, I: ActorArgs<Actor = A>> Driver<A> for PersistDriver<A,
             auto.writer.close();
             let _ = (&mut auto.task).await;
         }
+        self.state.release().await;
+    }
+}
+
+impl<A: PersistentActor, I> Drop for PersistDriver<A, I> {
+    /// An aborted actor (shutdown timeout) never reaches `finish`: still end its
+    /// claim, so the id can be activated again without waiting.
+    fn drop(&mut self) {
+        let claimed = lock(&self.state.claim).is_some();
+        if claimed && let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let state = Arc::clone(&self.state);
+            runtime.spawn(async move { state.release().await });
+        }
     }
 }
 
@@ -216,9 +271,10 @@ impl AutoSave {
     fn save<A: PersistentActor>(&mut self, actor: &A, state: &PersistState) {
         self.since_save = 0;
         self.dirty = false;
-        let sequence = state.next_sequence();
+        let stamp = state.next_stamp();
+        let sequence = stamp.sequence;
         let replies = state.take_held();
-        match encode::<A>(state.id, sequence, actor) {
+        match encode::<A>(state.id, stamp, actor) {
             Ok(bytes) => self.writer.submit(Job {
                 sequence,
                 bytes,
@@ -374,8 +430,9 @@ pub(crate) async fn save_now<A: PersistentActor, S: PersistentStorage>(
     storage: &S,
     actor: &A,
 ) -> Result<(), super::PersistenceError> {
-    let sequence = state.next_sequence();
-    let bytes = encode::<A>(state.id, sequence, actor)?;
+    let stamp = state.next_stamp();
+    let sequence = stamp.sequence;
+    let bytes = encode::<A>(state.id, stamp, actor)?;
     let saved = bytes.clone();
     storage
         .try_write(state.id, bytes)

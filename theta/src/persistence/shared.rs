@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::actor::ActorId;
 
-use super::{PersistentStorage, SnapshotPolicy};
+use super::{Claim, ClaimMode, OwnerId, PersistentStorage, SnapshotPolicy};
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -16,6 +16,23 @@ trait DynStorage: Send + Sync {
     fn write(&self, id: ActorId, bytes: Vec<u8>) -> BoxFuture<'_, Result<(), anyhow::Error>>;
     fn delete(&self, id: ActorId) -> BoxFuture<'_, Result<(), anyhow::Error>>;
     fn list(&self) -> BoxFuture<'_, Result<Vec<ActorId>, anyhow::Error>>;
+    fn list_type(
+        &self,
+        actor_type: uuid::Uuid,
+    ) -> BoxFuture<'_, Result<Vec<ActorId>, anyhow::Error>>;
+    fn claim(
+        &self,
+        id: ActorId,
+        owner: OwnerId,
+        mode: ClaimMode,
+    ) -> BoxFuture<'_, Result<Claim, anyhow::Error>>;
+    fn release(
+        &self,
+        id: ActorId,
+        owner: OwnerId,
+        epoch: u64,
+    ) -> BoxFuture<'_, Result<(), anyhow::Error>>;
+    fn close(&self) -> BoxFuture<'_, Result<(), anyhow::Error>>;
 }
 
 impl<S: PersistentStorage> DynStorage for S {
@@ -33,6 +50,35 @@ impl<S: PersistentStorage> DynStorage for S {
 
     fn list(&self) -> BoxFuture<'_, Result<Vec<ActorId>, anyhow::Error>> {
         Box::pin(self.try_list())
+    }
+
+    fn list_type(
+        &self,
+        actor_type: uuid::Uuid,
+    ) -> BoxFuture<'_, Result<Vec<ActorId>, anyhow::Error>> {
+        Box::pin(self.try_list_type(actor_type))
+    }
+
+    fn claim(
+        &self,
+        id: ActorId,
+        owner: OwnerId,
+        mode: ClaimMode,
+    ) -> BoxFuture<'_, Result<Claim, anyhow::Error>> {
+        Box::pin(self.try_claim(id, owner, mode))
+    }
+
+    fn release(
+        &self,
+        id: ActorId,
+        owner: OwnerId,
+        epoch: u64,
+    ) -> BoxFuture<'_, Result<(), anyhow::Error>> {
+        Box::pin(self.try_release(id, owner, epoch))
+    }
+
+    fn close(&self) -> BoxFuture<'_, Result<(), anyhow::Error>> {
+        Box::pin(self.try_close())
     }
 }
 
@@ -106,6 +152,35 @@ impl PersistentStorage for SharedStorage {
 
     fn try_list(&self) -> impl Future<Output = Result<Vec<ActorId>, anyhow::Error>> + Send {
         self.inner.list()
+    }
+
+    fn try_list_type(
+        &self,
+        actor_type: uuid::Uuid,
+    ) -> impl Future<Output = Result<Vec<ActorId>, anyhow::Error>> + Send {
+        self.inner.list_type(actor_type)
+    }
+
+    fn try_claim(
+        &self,
+        id: ActorId,
+        owner: OwnerId,
+        mode: ClaimMode,
+    ) -> impl Future<Output = Result<Claim, anyhow::Error>> + Send {
+        self.inner.claim(id, owner, mode)
+    }
+
+    fn try_release(
+        &self,
+        id: ActorId,
+        owner: OwnerId,
+        epoch: u64,
+    ) -> impl Future<Output = Result<(), anyhow::Error>> + Send {
+        self.inner.release(id, owner, epoch)
+    }
+
+    fn try_close(&self) -> impl Future<Output = Result<(), anyhow::Error>> + Send {
+        self.inner.close()
     }
 
     fn shared(&self) -> Option<SharedStorage> {

@@ -8,8 +8,8 @@ use serde::de::DeserializeOwned;
 
 use crate::actor::{Actor, ActorId};
 
-use super::envelope::{self, HEADER_LEN};
-use super::{PersistenceError, PersistentActor};
+use super::envelope::{self, HEADER_LEN, Seal, Stamp};
+use super::{Codec, Compression, PersistenceError, PersistentActor};
 
 /// bincode 2, standard configuration. Its own limit bounds what a lying length
 /// prefix *inside* the payload may claim; the envelope limit bounds the payload.
@@ -70,12 +70,33 @@ pub fn encode_payload<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
 }
 
 /// Captures `actor`'s snapshot and frames it in an envelope with sequence number
-/// `sequence`: exactly what a save writes. For tools, tests and benchmarks.
+/// `sequence` and owner epoch 0: exactly what a save without ownership writes.
+/// For tools, tests and benchmarks.
 pub fn encode_snapshot<A: PersistentActor>(
     id: ActorId,
     sequence: u64,
     actor: &A,
 ) -> Result<Vec<u8>, PersistenceError> {
+    encode_stamped(id, Stamp::new(0, sequence), actor)
+}
+
+/// [`encode_snapshot`] with an owner epoch: the snapshot a save under ownership
+/// writes.
+pub fn encode_stamped<A: PersistentActor>(
+    id: ActorId,
+    stamp: Stamp,
+    actor: &A,
+) -> Result<Vec<u8>, PersistenceError> {
+    if A::CODEC != Codec::Bincode || A::COMPRESSION != Compression::None {
+        return Err(PersistenceError::Encode {
+            id,
+            message: format!(
+                "codec {:?} with compression {:?} is not available in this build",
+                A::CODEC,
+                A::COMPRESSION
+            ),
+        });
+    }
     let snapshot = A::Snapshot::from(actor);
     let mut buf = envelope::begin(256);
     bincode::serde::encode_into_writer(&snapshot, Sink(&mut buf), config()).map_err(|e| {
@@ -92,12 +113,11 @@ pub fn encode_snapshot<A: PersistentActor>(
             limit: limit::<A>(),
         });
     }
-    Ok(envelope::finish(
-        buf,
-        A::TYPE_ID,
-        A::SCHEMA_VERSION,
-        sequence,
-    ))
+    Ok(Seal::new(A::TYPE_ID)
+        .actor_id(id)
+        .schema_version(A::SCHEMA_VERSION)
+        .stamp(stamp)
+        .finish(buf))
 }
 
 /// Verifies stored bytes and decodes them into `A`'s snapshot (migrating an older
@@ -108,6 +128,11 @@ pub fn decode_snapshot<A: PersistentActor>(
 ) -> Result<(A::Snapshot, u64), PersistenceError> {
     let (header, payload) =
         envelope::open(bytes, limit::<A>()).map_err(|e| PersistenceError::from_envelope(id, e))?;
+    if let Some(found) = header.actor_id
+        && found != id
+    {
+        return Err(PersistenceError::WrongActor { id, found });
+    }
     if header.actor_type != <A as Actor>::TYPE_ID {
         return Err(PersistenceError::TypeMismatch {
             id,

@@ -9,9 +9,12 @@ use crate::actor_ref::ActorRef;
 use crate::context::{Context, SpawnerImpl};
 
 use super::error::is_not_found;
-use super::runtime::{AutoSave, PersistDriver, PersistState, save_now};
+use super::runtime::{AutoSave, ClaimHandle, PersistDriver, PersistState, save_now};
 use super::snapshot::decode_snapshot as decode;
-use super::{PersistenceError, PersistentActor, PersistentStorage};
+use super::{
+    Claim, ClaimMode, OwnedElsewhere, OwnerId, PersistenceError, PersistentActor,
+    PersistentStorage, Unsupported,
+};
 
 mod sealed {
     pub trait Sealed {}
@@ -95,9 +98,80 @@ pub trait PersistentSpawnExt: sealed::Sealed {
         A: PersistentActor;
 }
 
+/// An id activated in the storage: its claim (if the storage fences) and the
+/// snapshot read under it.
+struct Activation {
+    epoch: u64,
+    claim: Option<ClaimHandle>,
+    snapshot: Option<Vec<u8>>,
+}
+
+impl Activation {
+    /// The persistence state of the actor this activation starts.
+    fn into_state(self, id: ActorId, sequence: u64, recovered: Option<Vec<u8>>) -> PersistState {
+        PersistState::owned(id, self.epoch, self.claim, sequence, recovered)
+    }
+
+    /// Gives the claim back (the activation did not start an actor).
+    async fn abandon(self, id: ActorId) {
+        if let Some(ClaimHandle { storage, owner }) = self.claim {
+            let _ = storage.try_release(id, owner, self.epoch).await;
+        }
+    }
+}
+
+/// Claims `id` for `owner` and reads its snapshot; on a storage that cannot fence
+/// (the claim is [`Unsupported`]), only reads it.
+async fn activate<S: PersistentStorage>(
+    storage: &S,
+    id: ActorId,
+    owner: OwnerId,
+) -> Result<Activation, PersistenceError> {
+    match storage.try_claim(id, owner, ClaimMode::Exclusive).await {
+        Ok(Claim { epoch, snapshot }) => Ok(Activation {
+            epoch,
+            claim: storage
+                .shared()
+                .map(|storage| ClaimHandle { storage, owner }),
+            snapshot,
+        }),
+        Err(err) if err.is::<Unsupported>() => {
+            let snapshot = match storage.try_read(id).await {
+                Ok(bytes) => Some(bytes),
+                Err(err) if is_not_found(&err) => None,
+                Err(source) => return Err(PersistenceError::Read { id, source }),
+            };
+            Ok(Activation {
+                epoch: 0,
+                claim: None,
+                snapshot,
+            })
+        }
+        Err(err) => Err(match err.downcast_ref::<OwnedElsewhere>() {
+            Some(held) => PersistenceError::OwnedElsewhere {
+                id,
+                holder: held.holder,
+                epoch: held.epoch,
+            },
+            None => PersistenceError::Read { id, source: err },
+        }),
+    }
+}
+
 enum Start<A: PersistentActor, Args> {
     Fresh(Args),
     Restored(A::ActorArgs),
+}
+
+/// The owner identity of a context's tree in the storage.
+trait Owner {
+    fn owner(&self) -> OwnerId;
+}
+
+impl<C: SpawnerImpl> Owner for C {
+    fn owner(&self) -> OwnerId {
+        OwnerId::from_uuid(self.instance())
+    }
 }
 
 impl<C: SpawnerImpl + sealed::Sealed + Sync> PersistentSpawnExt for C {
@@ -116,24 +190,23 @@ impl<C: SpawnerImpl + sealed::Sealed + Sync> PersistentSpawnExt for C {
         let reservation = self
             .reserve(id)
             .ok_or(PersistenceError::AlreadyRunning(id))?;
-        match storage.try_read(id).await {
-            Ok(_) => Err(PersistenceError::SnapshotExists(id)),
-            Err(err) if is_not_found(&err) => {
-                let state = Arc::new(PersistState::new(id, 0, None));
-                let auto = auto_save::<Args::Actor, S>(storage, id, &state)?;
-                Ok(self.spawn_site().spawn(
-                    reservation,
-                    PersistDriver::<Args::Actor, Args> {
-                        initial: args,
-                        runtime_args: Default::default(),
-                        state: Arc::clone(&state),
-                        auto,
-                    },
-                    Some(state),
-                ))
-            }
-            Err(source) => Err(PersistenceError::Read { id, source }),
+        let activation = activate(storage, id, self.owner()).await?;
+        if activation.snapshot.is_some() {
+            activation.abandon(id).await;
+            return Err(PersistenceError::SnapshotExists(id));
         }
+        let state = Arc::new(activation.into_state(id, 0, None));
+        let auto = auto_save::<Args::Actor, S>(storage, id, &state)?;
+        Ok(self.spawn_site().spawn(
+            reservation,
+            PersistDriver::<Args::Actor, Args> {
+                initial: args,
+                runtime_args: Default::default(),
+                state: Arc::clone(&state),
+                auto,
+            },
+            Some(state),
+        ))
     }
 
     async fn respawn<S, A>(
@@ -149,14 +222,20 @@ impl<C: SpawnerImpl + sealed::Sealed + Sync> PersistentSpawnExt for C {
         let reservation = self
             .reserve(id)
             .ok_or(PersistenceError::AlreadyRunning(id))?;
-        let bytes = match storage.try_read(id).await {
-            Ok(bytes) => bytes,
-            Err(err) if is_not_found(&err) => return Err(PersistenceError::NotFound(id)),
-            Err(source) => return Err(PersistenceError::Read { id, source }),
+        let mut activation = activate(storage, id, self.owner()).await?;
+        let Some(bytes) = activation.snapshot.take() else {
+            activation.abandon(id).await;
+            return Err(PersistenceError::NotFound(id));
         };
-        let (snapshot, sequence) = decode::<A>(id, &bytes)?;
+        let (snapshot, sequence) = match decode::<A>(id, &bytes) {
+            Ok(decoded) => decoded,
+            Err(err) => {
+                activation.abandon(id).await;
+                return Err(err);
+            }
+        };
         let args = A::persistent_args(snapshot, runtime_args.clone());
-        let state = Arc::new(PersistState::new(id, sequence, Some(bytes)));
+        let state = Arc::new(activation.into_state(id, sequence, Some(bytes)));
         let auto = auto_save::<A, S>(storage, id, &state)?;
         Ok(self.spawn_site().spawn(
             reservation,
@@ -187,9 +266,16 @@ impl<C: SpawnerImpl + sealed::Sealed + Sync> PersistentSpawnExt for C {
         let reservation = self
             .reserve(id)
             .ok_or(PersistenceError::AlreadyRunning(id))?;
-        let (start, state) = match storage.try_read(id).await {
-            Ok(bytes) => {
-                let (snapshot, sequence) = decode::<Args::Actor>(id, &bytes)?;
+        let mut activation = activate(storage, id, self.owner()).await?;
+        let (start, state) = match activation.snapshot.take() {
+            Some(bytes) => {
+                let (snapshot, sequence) = match decode::<Args::Actor>(id, &bytes) {
+                    Ok(decoded) => decoded,
+                    Err(err) => {
+                        activation.abandon(id).await;
+                        return Err(err);
+                    }
+                };
                 let runtime_args = runtime_args();
                 let args = <Args::Actor as PersistentActor>::persistent_args(
                     snapshot,
@@ -197,14 +283,13 @@ impl<C: SpawnerImpl + sealed::Sealed + Sync> PersistentSpawnExt for C {
                 );
                 (
                     (Start::<Args::Actor, Args>::Restored(args), runtime_args),
-                    PersistState::new(id, sequence, Some(bytes)),
+                    activation.into_state(id, sequence, Some(bytes)),
                 )
             }
-            Err(err) if is_not_found(&err) => (
+            None => (
                 (Start::Fresh(default_args()), runtime_args()),
-                PersistState::new(id, 0, None),
+                activation.into_state(id, 0, None),
             ),
-            Err(source) => return Err(PersistenceError::Read { id, source }),
         };
         let state = Arc::new(state);
         let auto = auto_save::<Args::Actor, S>(storage, id, &state)?;
@@ -238,12 +323,16 @@ impl<C: SpawnerImpl + sealed::Sealed + Sync> PersistentSpawnExt for C {
     where
         S: PersistentStorage,
     {
-        // Holding the id keeps anyone from respawning it while the delete runs.
+        // Holding the id keeps anyone from respawning it while the delete runs,
+        // here and (through the claim) in other instances on the same store.
         let _reservation = self.reserve(id).ok_or(PersistenceError::Running(id))?;
-        storage
+        let activation = activate(storage, id, self.owner()).await?;
+        let deleted = storage
             .try_delete(id)
             .await
-            .map_err(|source| PersistenceError::Delete { id, source })
+            .map_err(|source| PersistenceError::Delete { id, source });
+        activation.abandon(id).await;
+        deleted
     }
 
     async fn forget<S, A>(&self, storage: &S, actor: ActorRef<A>) -> Result<(), PersistenceError>
