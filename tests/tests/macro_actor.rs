@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use theta::persistence::{
-    MemoryStorage, PersistenceError, Restore, RestoreArgs, SharedStorage, SnapshotPolicy,
-    decode_payload,
+    Codec, Compression, MemoryStorage, PersistenceError, Restore, RestoreArgs, SharedStorage,
+    SnapshotPolicy, decode_payload,
 };
 use theta::prelude::*;
 
@@ -651,4 +651,87 @@ async fn an_older_snapshot_is_migrated_by_the_migrate_option() {
         "{err:?}"
     );
     assert_eq!(err.actor_id(), id);
+}
+
+// ---------------------------------------------------------------------------
+// `codec = ".."`, `compression = ".."`: the payload format of the actor type.
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ActorArgs)]
+struct Plain {
+    words: Vec<String>,
+}
+
+struct Say(&'static str);
+struct Words;
+struct SavePlain(SharedStorage);
+
+#[actor(
+    "3b7e9d10-6c2f-4a8e-9b1d-5f4e3a2c1b05",
+    snapshot,
+    codec = "bincode",
+    compression = "none"
+)]
+impl Actor for Plain {
+    const _: () = {
+        async |Say(word): Say| {
+            self.words.push(word.to_owned());
+        };
+        async |_: Words| -> Vec<String> { self.words.clone() };
+        async |SavePlain(storage): SavePlain| -> Result<(), String> {
+            ctx.save_snapshot(&storage, self)
+                .await
+                .map_err(|e| e.to_string())
+        };
+    };
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ActorArgs)]
+struct Packed;
+
+#[actor(
+    "3b7e9d10-6c2f-4a8e-9b1d-5f4e3a2c1b06",
+    snapshot,
+    codec = "msgpack",
+    compression = "zstd"
+)]
+impl Actor for Packed {}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ActorArgs)]
+struct Quick;
+
+#[actor("3b7e9d10-6c2f-4a8e-9b1d-5f4e3a2c1b07", snapshot, compression = "lz4")]
+impl Actor for Quick {}
+
+#[test]
+fn codec_and_compression_options_set_the_actor_types_format() {
+    assert_eq!(<Plain as PersistentActor>::CODEC, Codec::Bincode);
+    assert_eq!(<Plain as PersistentActor>::COMPRESSION, Compression::None);
+    assert_eq!(<Packed as PersistentActor>::CODEC, Codec::MessagePack);
+    assert_eq!(<Packed as PersistentActor>::COMPRESSION, Compression::Zstd);
+    // Options left out keep the trait's defaults.
+    assert_eq!(<Quick as PersistentActor>::CODEC, Codec::Bincode);
+    assert_eq!(<Quick as PersistentActor>::COMPRESSION, Compression::Lz4);
+    assert_eq!(<Tally as PersistentActor>::CODEC, Codec::Bincode);
+    assert_eq!(<Tally as PersistentActor>::COMPRESSION, Compression::None);
+}
+
+#[tokio::test]
+async fn an_actor_with_an_explicit_codec_saves_and_restores() {
+    let storage = MemoryStorage::new();
+    let id = ActorId::new_v4();
+    let root = RootContext::default();
+    let plain = within(root.spawn_persistent(&storage, id, Plain { words: Vec::new() }))
+        .await
+        .unwrap();
+    plain.tell(Say("one")).unwrap();
+    plain.tell(Say("two")).unwrap();
+    within(plain.ask(SavePlain(SharedStorage::new(storage.clone()))))
+        .await
+        .unwrap()
+        .unwrap();
+    plain.stop();
+    within(plain.stopped()).await;
+
+    let restored: ActorRef<Plain> = within(root.respawn(&storage, id, ())).await.unwrap();
+    assert_eq!(within(restored.ask(Words)).await.unwrap(), ["one", "two"]);
 }

@@ -72,7 +72,9 @@ use proc_macro::TokenStream;
 ///   with `f: fn(u32, &[u8]) -> Result<Snapshot, anyhow::Error>`; decode the old
 ///   layout with `theta::persistence::decode_payload`. Needs `schema_version` above 0.
 /// - `codec = ".."`: `const CODEC: Codec = Codec::Bincode` (`"bincode"`) or
-///   `Codec::MessagePack` (`"msgpack"`).
+///   `Codec::MessagePack` (`"msgpack"`); see `theta::persistence::Codec`. The
+///   envelope records the codec, so snapshots written with the previous one still
+///   read.
 /// - `compression = ".."`: `const COMPRESSION: Compression = Compression::None`
 ///   (`"none"`), `Compression::Lz4` (`"lz4"`) or `Compression::Zstd` (`"zstd"`).
 /// - `snapshot_every = N`, `snapshot_interval_ms = MS`, `snapshot_on_stop`: the

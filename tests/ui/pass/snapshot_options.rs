@@ -20,6 +20,12 @@ pub struct Result;
 /// Named like the migration error.
 #[derive(Debug)]
 pub struct AnyhowError;
+/// Named like the codec enum.
+#[derive(Debug)]
+pub struct Codec;
+/// Named like the compression enum.
+#[derive(Debug)]
+pub struct Compression;
 
 const migrate: u32 = 1;
 const snapshot: u32 = 2;
@@ -64,6 +70,8 @@ pub struct Record(pub i64);
     runtime_args = Config,
     schema_version = 2,
     migrate = migrations::ledger,
+    codec = "msgpack",
+    compression = "zstd",
     snapshot_every = 10,
 )]
 impl Actor for Ledger {
@@ -101,6 +109,6 @@ mod migrations {
 }
 
 fn main() {
-    let _ = (RestoreArgs, Restore, Result, AnyhowError);
+    let _ = (RestoreArgs, Restore, Result, AnyhowError, Codec, Compression);
     let _ = migrate + snapshot + runtime_args + from_version + payload;
 }
