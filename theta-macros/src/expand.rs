@@ -251,7 +251,7 @@ fn handler_method(handler: &Handler, method: &Ident) -> TokenStream {
 }
 
 /// `tokens` with every `Self` replaced by `self_ty`.
-fn replace_self(tokens: TokenStream, self_ty: &TokenStream) -> TokenStream {
+pub(crate) fn replace_self(tokens: TokenStream, self_ty: &TokenStream) -> TokenStream {
     tokens
         .into_iter()
         .flat_map(|tree| match tree {

@@ -7,6 +7,7 @@ use quote::{ToTokens, quote, quote_spanned};
 use syn::{Ident, Type};
 
 use crate::attr::{ActorAttr, SnapshotFlag};
+use crate::expand::replace_self;
 
 /// `snapshot` / `snapshot = S` with its options: the `PersistentActor` impl (spanned
 /// at the flag, so a missing `Serialize` is reported there), preceded by the
@@ -128,6 +129,10 @@ fn checks(
     runtime_ty: &TokenStream,
 ) -> TokenStream {
     let span = flag.span;
+    // Outside the actor's impl `Self` would mean something else.
+    let self_tokens = self_ty.to_token_stream();
+    let snapshot_ty = &replace_self(snapshot_ty.clone(), &self_tokens);
+    let runtime_ty = &replace_self(runtime_ty.clone(), &self_tokens);
     let (bounds, message, label, note) = match (&flag.ty, &attr.runtime_args) {
         (None, None) => (
             quote!(for<'a> ::core::convert::From<&'a A> + ::theta::__private::ActorArgs<Actor = A>),

@@ -108,7 +108,17 @@ mod migrations {
     }
 }
 
+/// `snapshot = Self` is `snapshot`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, theta::ActorArgs)]
+pub struct Itself {
+    count: u32,
+}
+
+#[actor("0f0e0d0c-0b0a-4908-8706-050403020111", snapshot = Self, schema_version = 1)]
+impl Actor for Itself {}
+
 fn main() {
+    let _ = Itself { count: 0 }.count;
     let _ = (RestoreArgs, Restore, Result, AnyhowError, Codec, Compression);
     let _ = migrate + snapshot + runtime_args + from_version + payload;
 }
