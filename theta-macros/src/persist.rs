@@ -50,23 +50,19 @@ pub(crate) fn persistent_impl(attr: &ActorAttr, self_ty: &Type) -> Option<TokenS
     });
     let migrate = attr.migrate.as_ref().map(|migrate| {
         let path = &migrate.value;
-        let (from, payload) = (
-            Ident::new("__theta_from_version", Span::mixed_site()),
-            Ident::new("__theta_payload", Span::mixed_site()),
-        );
+        let [from, payload, function] = ["from_version", "payload", "migrate"]
+            .map(|name| Ident::new(&format!("__theta_{name}"), Span::mixed_site()));
         // Coerced to the fn pointer type first, so a function with another
         // signature is one "expected fn pointer .., found fn item .." at the path.
         let span = path_span(path);
         let result = quote_spanned! {span=>
             ::core::result::Result<Self::Snapshot, ::theta::__private::AnyhowError>
         };
-        let function = quote_spanned! {span=> {
-            let __theta_migrate: fn(u32, &[u8]) -> #result = #path;
-            __theta_migrate
-        }};
+        let pointer = quote_spanned!(span=> fn(u32, &[u8]) -> #result);
         quote_spanned! {migrate.span=>
             fn migrate(#from: u32, #payload: &[u8]) -> #result {
-                (#function)(#from, #payload)
+                let #function: #pointer = #path;
+                #function(#from, #payload)
             }
         }
     });
@@ -161,29 +157,27 @@ fn checks(
             "implement `From<&{A}> for {Self}`: it captures what a snapshot keeps",
         ),
     };
-    let restore = attr.runtime_args.as_ref().map(|runtime_args| {
-        let span = runtime_args.span;
-        (
-            quote_spanned! {span=>
-                #[diagnostic::on_unimplemented(
-                    message = "`{Self}` has `runtime_args = {R}` and needs `impl Restore for {Self}`",
-                    label = "restoring `{Self}` calls `Restore::restore` with the snapshot and the runtime args",
-                    note = "write `impl theta::persistence::Restore for {Self} {{ async fn restore(\
-                            ctx: Context<Self>, snapshot: &{S}, runtime_args: &{R}) -> Self {{ .. }} }}`"
-                )]
-                trait __ThetaRestore<S, R> {}
-                impl<S, R, T: ::theta::__private::Restore> __ThetaRestore<S, R> for T {}
-            },
-            quote_spanned!(span=> type Actor: __ThetaRestore<#snapshot_ty, #runtime_ty>;),
-            {
-                let actor = respan(self_ty.to_token_stream(), span);
-                quote_spanned!(span=> type Actor = #actor;)
-            },
-        )
-    });
-    let (restore_trait, restore_bound, restore_impl) = match restore {
-        Some((t, b, i)) => (Some(t), Some(b), Some(i)),
+    // With runtime args the actor is built by `Restore`, which the user writes.
+    let (restore_trait, restore_bound, restore_impl) = match &attr.runtime_args {
         None => (None, None, None),
+        Some(runtime_args) => {
+            let span = runtime_args.span;
+            let actor = respan(self_ty.to_token_stream(), span);
+            (
+                Some(quote_spanned! {span=>
+                    #[diagnostic::on_unimplemented(
+                        message = "`{Self}` has `runtime_args = {R}` and needs `impl Restore for {Self}`",
+                        label = "restoring `{Self}` calls `Restore::restore` with the snapshot and the runtime args",
+                        note = "write `impl theta::persistence::Restore for {Self} {{ async fn restore(\
+                                ctx: Context<Self>, snapshot: &{S}, runtime_args: &{R}) -> Self {{ .. }} }}`"
+                    )]
+                    trait __ThetaRestore<S, R> {}
+                    impl<S, R, T: ::theta::__private::Restore> __ThetaRestore<S, R> for T {}
+                }),
+                Some(quote_spanned!(span=> type Actor: __ThetaRestore<#snapshot_ty, #runtime_ty>;)),
+                Some(quote_spanned!(span=> type Actor = #actor;)),
+            )
+        }
     };
     quote_spanned! {span=>
         #[diagnostic::on_unimplemented(message = #message, label = #label, note = #note)]

@@ -192,76 +192,72 @@ fn find_borrow(ty: &Type, found: &mut Option<proc_macro2::TokenStream>) {
 /// `[T]` as their owned forms.
 fn owned(ty: &Type) -> Type {
     let mut ty = ty.clone();
-    strip_borrows(&mut ty);
+    unborrow(&mut ty, Unborrow::Owned);
     ty
-}
-
-fn strip_borrows(ty: &mut Type) {
-    match ty {
-        Type::Reference(reference) => {
-            let mut inner = (*reference.elem).clone();
-            strip_borrows(&mut inner);
-            *ty = match inner {
-                Type::Path(path) if path.path.is_ident("str") => syn::parse_quote!(String),
-                Type::Slice(slice) => {
-                    let elem = slice.elem;
-                    syn::parse_quote!(Vec<#elem>)
-                }
-                other => other,
-            };
-        }
-        Type::Path(path) => {
-            for segment in &mut path.path.segments {
-                if let PathArguments::AngleBracketed(args) = &mut segment.arguments {
-                    for arg in &mut args.args {
-                        match arg {
-                            GenericArgument::Lifetime(lifetime) => {
-                                *lifetime = Lifetime::new("'static", lifetime.span());
-                            }
-                            GenericArgument::Type(ty) => strip_borrows(ty),
-                            _ => {}
-                        }
-                    }
-                }
-            }
-        }
-        Type::Tuple(tuple) => tuple.elems.iter_mut().for_each(strip_borrows),
-        Type::Array(array) => strip_borrows(&mut array.elem),
-        Type::Slice(slice) => strip_borrows(&mut slice.elem),
-        Type::Paren(paren) => strip_borrows(&mut paren.elem),
-        Type::Group(group) => strip_borrows(&mut group.elem),
-        _ => {}
-    }
 }
 
 /// `ty` with every lifetime made `'static`, so it is a valid reply type.
 fn make_static(ty: &mut Type) {
+    unborrow(ty, Unborrow::Static);
+}
+
+#[derive(Clone, Copy)]
+enum Unborrow {
+    /// `&T` becomes `T` (`&str` becomes `String`, `&[T]` becomes `Vec<T>`).
+    Owned,
+    /// `&T` becomes `&'static T`.
+    Static,
+}
+
+/// Rewrites the references of `ty` as `how` says and makes every lifetime
+/// argument `'static`.
+fn unborrow(ty: &mut Type, how: Unborrow) {
     match ty {
         Type::Reference(reference) => {
-            let span = reference.and_token.span;
-            reference.lifetime = Some(Lifetime::new("'static", span));
-            make_static(&mut reference.elem);
-        }
-        Type::Path(path) => {
-            for segment in &mut path.path.segments {
-                if let PathArguments::AngleBracketed(args) = &mut segment.arguments {
-                    for arg in &mut args.args {
-                        match arg {
-                            GenericArgument::Lifetime(lifetime) => {
-                                *lifetime = Lifetime::new("'static", lifetime.span());
-                            }
-                            GenericArgument::Type(ty) => make_static(ty),
-                            _ => {}
+            unborrow(&mut reference.elem, how);
+            match how {
+                Unborrow::Static => {
+                    let span = reference.and_token.span;
+                    reference.lifetime = Some(Lifetime::new("'static", span));
+                }
+                Unborrow::Owned => {
+                    *ty = match (*reference.elem).clone() {
+                        Type::Path(path) if path.path.is_ident("str") => {
+                            syn::parse_quote!(String)
                         }
-                    }
+                        Type::Slice(slice) => {
+                            let elem = slice.elem;
+                            syn::parse_quote!(Vec<#elem>)
+                        }
+                        other => other,
+                    };
                 }
             }
         }
-        Type::Tuple(tuple) => tuple.elems.iter_mut().for_each(make_static),
-        Type::Array(array) => make_static(&mut array.elem),
-        Type::Slice(slice) => make_static(&mut slice.elem),
-        Type::Paren(paren) => make_static(&mut paren.elem),
-        Type::Group(group) => make_static(&mut group.elem),
+        Type::Path(path) => {
+            let arguments = path
+                .path
+                .segments
+                .iter_mut()
+                .filter_map(|segment| match &mut segment.arguments {
+                    PathArguments::AngleBracketed(args) => Some(args.args.iter_mut()),
+                    _ => None,
+                });
+            for arg in arguments.flatten() {
+                match arg {
+                    GenericArgument::Lifetime(lifetime) => {
+                        *lifetime = Lifetime::new("'static", lifetime.span());
+                    }
+                    GenericArgument::Type(ty) => unborrow(ty, how),
+                    _ => {}
+                }
+            }
+        }
+        Type::Tuple(tuple) => tuple.elems.iter_mut().for_each(|ty| unborrow(ty, how)),
+        Type::Array(array) => unborrow(&mut array.elem, how),
+        Type::Slice(slice) => unborrow(&mut slice.elem, how),
+        Type::Paren(paren) => unborrow(&mut paren.elem, how),
+        Type::Group(group) => unborrow(&mut group.elem, how),
         _ => {}
     }
 }
