@@ -1,6 +1,6 @@
 //! Project automation, run as `cargo xtask <command>` (alias in `.cargo/config.toml`).
 //!
-//! - `test`: the full gate CI runs: fmt check, clippy, every test (unit,
+//! - `test`: the full gate CI runs: fmt check, the architecture check (`arch`), clippy, every test (unit,
 //!   integration, doc, trybuild UI, feature-gated suites), then the docs with
 //!   warnings denied.
 //! - `ui [--bless]`: only the trybuild compile-fail/pass tests; `--bless`
@@ -11,6 +11,7 @@
 //! - `bench [--report-only] [--suite NAME].. [-- CRITERION ARGS]`: the criterion
 //!   suites, then `target/bench-report.md` (see the `bench` module).
 
+mod arch;
 mod bench;
 
 use std::process::{Command, ExitCode};
@@ -36,6 +37,7 @@ fn run(args: &[String]) -> Result<()> {
         .map_or(("help", &[][..]), |(c, r)| (c.as_str(), r));
     match cmd {
         "test" => test(),
+        "arch" => arch::check(),
         "ui" => ui(rest.iter().any(|a| a == "--bless")),
         "crash" => crash(rest),
         "soak" => soak(rest),
@@ -50,7 +52,8 @@ fn run(args: &[String]) -> Result<()> {
 
 /// The help text.
 const USAGE: &str = "usage: cargo xtask <command>
-  test                                   fmt check, clippy, all tests (what CI runs)
+  test                                   fmt check, arch check, clippy, all tests (what CI runs)
+  arch                                   theta/src: no persistence in the core, no import circle
   ui [--bless]                           trybuild macro tests; --bless rewrites .stderr files
   crash --backend fs|fs-buffered|sled --iterations N
                                          long SIGKILL crash-recovery loop
@@ -87,6 +90,7 @@ fn workspace_root() -> std::path::PathBuf {
 /// `cargo xtask test`: the full gate.
 fn test() -> Result<()> {
     cargo(&["fmt", "--all", "--check"], &[])?;
+    arch::check()?;
     cargo(
         &[
             "clippy",

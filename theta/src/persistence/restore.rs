@@ -4,8 +4,7 @@
 use std::fmt;
 use std::future::Future;
 
-use crate::actor::ActorArgs;
-use crate::context::Context;
+use crate::actor::{ActorArgs, Context};
 
 use super::PersistentActor;
 
