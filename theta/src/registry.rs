@@ -6,6 +6,7 @@
 //! different threads do not queue on one mutex.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry as Slot;
 use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,11 +30,16 @@ enum Entry {
     },
 }
 
+/// The map of one shard. foldhash with a random seed per map: a fraction of
+/// SipHash's cost per spawn, still seeded so that ids a user derives from
+/// outside input cannot be chosen to collide.
+type Map = HashMap<ActorId, Entry, foldhash::fast::RandomState>;
+
 /// One shard, on its own cache line so that two threads locking two shards do
 /// not fight over one line.
 #[repr(align(64))]
 #[derive(Default)]
-struct Shard(Mutex<HashMap<ActorId, Entry>>);
+struct Shard(Mutex<Map>);
 
 /// Everything one [`RootContext`](crate::RootContext) owns.
 pub(crate) struct Registry {
@@ -58,7 +64,7 @@ impl Default for Registry {
 }
 
 impl Registry {
-    fn shard(&self, id: ActorId) -> &Mutex<HashMap<ActorId, Entry>> {
+    fn shard(&self, id: ActorId) -> &Mutex<Map> {
         // Fold every byte: random, sequential and time-ordered ids all spread.
         let folded = id
             .as_bytes()
@@ -70,11 +76,10 @@ impl Registry {
     /// Claims `id` for an actor about to be spawned; `None` if it is live or
     /// claimed.
     pub(crate) fn reserve(self: &Arc<Self>, id: ActorId) -> Option<Reservation> {
-        let mut shard = lock(self.shard(id));
-        if shard.contains_key(&id) {
-            return None;
-        }
-        shard.insert(id, Entry::Reserved);
+        match lock(self.shard(id)).entry(id) {
+            Slot::Occupied(_) => return None,
+            Slot::Vacant(slot) => slot.insert(Entry::Reserved),
+        };
         Some(Reservation {
             registry: Arc::clone(self),
             id,
@@ -85,13 +90,14 @@ impl Registry {
     /// Registers a live actor under a fresh id in one step; `false` (nothing
     /// changed) if the id is taken.
     pub(crate) fn insert_new(&self, id: ActorId, control: Arc<dyn Control>, top: bool) -> bool {
-        let mut shard = lock(self.shard(id));
-        if shard.contains_key(&id) {
-            return false;
+        match lock(self.shard(id)).entry(id) {
+            Slot::Occupied(_) => false,
+            Slot::Vacant(slot) => {
+                self.running.fetch_add(1, Ordering::AcqRel);
+                slot.insert(Entry::Live { control, top });
+                true
+            }
         }
-        self.running.fetch_add(1, Ordering::AcqRel);
-        shard.insert(id, Entry::Live { control, top });
-        true
     }
 
     /// Whether `id` is live or reserved.

@@ -85,7 +85,10 @@ impl Site<'_> {
         let ctx = Context {
             cell: Arc::clone(&cell),
         };
-        let task = task::run(ctx, hooks);
+        // Boxed here, once: tokio moves the future through several calls and
+        // allocates its task cell cache-aligned, both of which cost in proportion
+        // to the future's size; a box keeps that cell as small as a bare task's.
+        let task = Box::pin(task::run(ctx, hooks));
         let span = tracing::info_span!("actor", actor.id = %cell.id, actor.type = type_name::<A>());
         let handle = if span.is_disabled() {
             tokio::spawn(task)
