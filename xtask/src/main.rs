@@ -59,7 +59,7 @@ const USAGE: &str = "usage: cargo xtask <command>
                                          long SIGKILL crash-recovery loop
   soak [--iterations N]                  crash loop against every backend (default N = 2000)
   bench [--report-only] [--suite NAME].. [-- CRITERION ARGS]
-                                         criterion suites (messaging, envelope, fs, sled),
+                                         suites (runtime, envelope, fs, sled),
                                          then target/bench-report.md; --report-only only
                                          rewrites the report from existing results";
 
