@@ -40,7 +40,7 @@ pub enum PostgresError {
     Durability(#[from] UnsupportedDurability),
     /// Connecting failed: the server is unreachable, refused the login (wrong
     /// password, unknown user) or has no such database.
-    #[error("connecting to postgres at {target} failed: {source}")]
+    #[error("connecting to postgres at {target} failed: {}", cause(source))]
     Connect {
         /// `user@host:port/database`.
         target: String,
@@ -52,7 +52,7 @@ pub enum PostgresError {
     /// the network was cut), the server refused it, or its statement timeout
     /// fired. A write that fails this way was not acknowledged; it may or may not
     /// have been committed.
-    #[error("{what} on {target} failed: {source}")]
+    #[error("{what} on {target} failed: {}", cause(source))]
     Statement {
         /// What was being done, e.g. `"write of actor 67e5…"`.
         what: String,
@@ -166,6 +166,19 @@ impl PostgresError {
             PostgresError::Statement { source, .. } => is_connection_error(source),
             _ => false,
         }
+    }
+}
+
+/// The client error with its cause: the server's message (`ERROR: ...`) or the
+/// I/O error, which the client's own `Display` leaves out.
+fn cause(err: &tokio_postgres::Error) -> String {
+    use std::error::Error as _;
+    match err.as_db_error() {
+        Some(db) => format!("{} ({})", db, db.code().code()),
+        None => match err.source() {
+            Some(source) => format!("{err}: {source}"),
+            None => err.to_string(),
+        },
     }
 }
 
