@@ -368,8 +368,7 @@ impl SaveLoop {
         within("the save loop to end", self.task)
             .await
             .expect("the save loop panicked");
-        let acked = self.acked.lock().unwrap().clone();
-        acked
+        self.acked.lock().unwrap().clone()
     }
 }
 
