@@ -363,6 +363,20 @@ impl SaveLoop {
         self.until(what, &self.failures, now).await;
     }
 
+    /// Repeats `fault` until a save fails: a cut only fails the saves in
+    /// flight at that moment (an idle pooled connection that was cut is just
+    /// replaced).
+    async fn failed_under(&self, what: &str, fault: impl Fn()) {
+        let now = self.failures.load(Ordering::SeqCst);
+        within(what, async {
+            while self.failures.load(Ordering::SeqCst) <= now {
+                fault();
+                tokio::time::sleep(Duration::from_millis(3)).await;
+            }
+        })
+        .await
+    }
+
     async fn finish(self) -> HashMap<ActorId, u64> {
         self.stop.store(true, Ordering::Relaxed);
         within("the save loop to end", self.task)
@@ -445,8 +459,9 @@ async fn connections_cut_and_silenced_under_a_save_loop() {
     let saves = SaveLoop::start(storage.clone(), ids);
     saves.acked_more("the first saves").await;
     for _ in 0..3 {
-        proxy.cut();
-        saves.failed("a save to fail on a cut connection").await;
+        saves
+            .failed_under("a save to fail on a cut connection", || proxy.cut())
+            .await;
         saves.acked_more("saves after the cut").await;
     }
     // A silent network: the client-side deadline fails the saves in flight.

@@ -28,6 +28,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use crate::core::Core;
+use crate::error::PostgresError;
 
 /// One kind of batched operation.
 pub(crate) trait BatchOp: Send + Sync + 'static {
@@ -42,6 +43,9 @@ pub(crate) trait BatchOp: Send + Sync + 'static {
 
     /// The id a request is about.
     fn id(request: &Self::Request) -> ActorId;
+
+    /// What a request of `id` is, for errors ("write of actor …").
+    fn describe(id: &ActorId) -> String;
 
     /// How many bytes a request carries (for the batch byte limit).
     fn weight(request: &Self::Request) -> usize {
@@ -102,15 +106,26 @@ impl<O: BatchOp> Batcher<O> {
         core: &Core,
         request: O::Request,
     ) -> Result<O::Response, anyhow::Error> {
+        let request_id = O::id(&request);
         let (reply, outcome) = oneshot::channel();
         if self.tx.send(Pending { request, reply }).is_err() {
             return Err(closed(core));
         }
-        match outcome.await {
-            Ok(outcome) => outcome,
+        // Queueing counts too: a request waits at most one statement's
+        // deadline plus one statement timeout for its batch to go out.
+        let limit = core.options.deadline() + core.options.statement_timeout;
+        match tokio::time::timeout(limit, outcome).await {
+            Ok(Ok(outcome)) => outcome,
             // The batch task ended without answering: it panicked, or the
             // storage is being dropped.
-            Err(_) => Err(closed(core)),
+            Ok(Err(_)) => Err(closed(core)),
+            // Not acknowledged; if its batch is sent later, the stamp rule
+            // keeps a late commit harmless.
+            Err(_) => Err(anyhow::Error::new(PostgresError::Timeout {
+                what: O::describe(&request_id),
+                target: core.target(),
+                after: limit,
+            })),
         }
     }
 

@@ -36,7 +36,7 @@
 //!    parsed (epoch, sequence, actor type): refused before anything is sent.
 //! 2. The write joins the write queue; the write task sends everything queued
 //!    as one statement (at most one write per id, ids sorted) on a pooled
-//!    connection, with up to four such statements in flight.
+//!    connection, with up to two such statements in flight (configurable).
 //! 3. The statement is an `INSERT .. ON CONFLICT (id) DO UPDATE` whose `SET`
 //!    applies the write rule to the locked row: stored when the epoch is at
 //!    least the claimed one and the stamp newer than the row's; otherwise the

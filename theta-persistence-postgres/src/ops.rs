@@ -38,6 +38,10 @@ impl BatchOp for WriteOp {
         request.id
     }
 
+    fn describe(id: &ActorId) -> String {
+        format!("write of actor {id}")
+    }
+
     fn weight(request: &WriteRequest) -> usize {
         request.bytes.len()
     }
@@ -132,6 +136,10 @@ impl BatchOp for ReadOp {
         request.id
     }
 
+    fn describe(id: &ActorId) -> String {
+        format!("read of actor {id}")
+    }
+
     async fn run(
         core: Arc<Core>,
         batch: Vec<ReadRequest>,
@@ -200,6 +208,10 @@ impl BatchOp for ClaimOp {
 
     fn id(request: &ClaimRequest) -> ActorId {
         request.id
+    }
+
+    fn describe(id: &ActorId) -> String {
+        format!("claim of actor {id}")
     }
 
     fn compatible(first: &ClaimRequest, request: &ClaimRequest) -> bool {

@@ -91,7 +91,7 @@ impl PostgresBuilder {
             pool_size: 16,
             max_batch_rows: 512,
             max_batch_bytes: 4 << 20,
-            max_in_flight: 4,
+            max_in_flight: 2,
         }
     }
 
@@ -169,7 +169,8 @@ impl PostgresBuilder {
     }
 
     /// Group commit: how many batches of one kind may be in flight at once,
-    /// each on its own connection (default 4).
+    /// each on its own connection (default 2: with more, the same load
+    /// splits into smaller batches that each wait for their own commit).
     pub fn max_in_flight(mut self, batches: usize) -> Self {
         self.max_in_flight = batches.max(1);
         self
