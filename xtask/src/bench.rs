@@ -94,6 +94,11 @@ const TABLE_SUITES: &[TableSuite] = &[TableSuite {
             (resident-set growth per live actor).",
 }];
 
+/// The raw postgres baseline: one prepared single-row upsert at a time.
+const PG_UPSERT: &str = "postgres/baseline/raw upsert/serial";
+/// The raw postgres read baseline: `SELECT .. WHERE id = $1` of 100k rows, one at a time.
+const PG_SELECT: &str = "postgres/recovery/raw select loop/100k";
+
 /// Every suite, in report order.
 const SUITES: &[Suite] = &[
     Suite {
@@ -150,6 +155,21 @@ const SUITES: &[Suite] = &[
             alone("sled/recovery/list + read + envelope::open of 100k"),
         ],
     },
+    Suite {
+        name: "postgres",
+        package: "theta-persistence-postgres",
+        bench: "postgres",
+        title: "PostgreSQL backend (`theta-persistence-postgres/benches/postgres.rs`)",
+        about: "on the server of THETA_POSTGRES_URL, synchronous_commit = on: saves of 256-byte snapshots by N concurrent actors (group commit: one statement per round trip), unowned and owned (claimed first; the owned rows are compared with the unowned ones), against a serial loop of raw single-row upserts; recovery of 100k snapshots (64 tasks, reads and claims batched into `= ANY` statements) against a serial raw SELECT loop of the same rows. Targets: 64 actors ≥ 10×; 1 actor ≥ 0.83× (latency ≤ 1.2×); owned ≥ 0.91× unowned (≤ 1.1×); recovery ≥ 1×.",
+        rows: &[
+            vs("postgres/saves/theta/1", PG_UPSERT),
+            vs("postgres/saves/theta-owned/1", "postgres/saves/theta/1"),
+            vs("postgres/saves/theta/64", PG_UPSERT),
+            vs("postgres/saves/theta-owned/64", "postgres/saves/theta/64"),
+            vs("postgres/recovery/theta read/100k", PG_SELECT),
+            vs("postgres/recovery/theta claim/100k", PG_SELECT),
+        ],
+    },
 ];
 
 /// `cargo xtask bench [--report-only] [--suite NAME].. [-- CRITERION ARGS]`.
@@ -197,6 +217,9 @@ pub(crate) fn run(rest: &[String]) -> Result<()> {
             cargo(&["bench", "-p", table.package, "--bench", table.bench], &[])?;
         }
         for suite in &selected {
+            if suite.name == "postgres" && !crate::postgres_available()? {
+                continue;
+            }
             let mut cargo_args = vec!["bench", "-p", suite.package, "--bench", suite.bench];
             if !criterion_args.is_empty() {
                 cargo_args.push("--");
