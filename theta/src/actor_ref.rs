@@ -78,6 +78,19 @@ impl<A: Actor> ActorRef<A> {
         self.cell.signal(Signal::Stop);
     }
 
+    /// Queues an already-wrapped message (a layer above the core buffers them);
+    /// gives it back if the actor has stopped.
+    #[allow(dead_code)] // used by the layers above the core, which may be compiled out
+    pub(crate) fn push_msg(&self, msg: A::Msg) -> Result<(), A::Msg> {
+        self.cell.mailbox.push_with(msg, Item::Msg)
+    }
+
+    /// Wakes the actor's hooks with `token`; `false` if it has stopped.
+    #[allow(dead_code)] // used by the layers above the core, which may be compiled out
+    pub(crate) fn wake(&self, token: u64) -> bool {
+        self.cell.signal(Signal::Wake(token))
+    }
+
     /// A weak handle that does not keep the actor alive.
     pub fn downgrade(&self) -> WeakActorRef<A> {
         WeakActorRef::new(Arc::clone(&self.cell))

@@ -27,9 +27,10 @@ pub(crate) enum Signal {
     /// A child failed and waits for this actor's `supervise`. Boxed: it is rare,
     /// and every mailbox slot is as large as the largest variant.
     ChildFailed(Box<ChildFailed>),
-    /// A wake-up for the actor's hooks (a timer of the persistence layer).
+    /// A wake-up for the actor's hooks, with a token whose meaning is theirs (a
+    /// timer, a request to passivate, from the persistence layer).
     #[allow(dead_code)] // sent by the layers above the core, which may be compiled out
-    Wake,
+    Wake(u64),
 }
 
 /// A child's failure report.

@@ -3,7 +3,7 @@
 //! it by, and the [`Children`] of an actor.
 
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::{Notify, oneshot};
@@ -19,6 +19,8 @@ pub(crate) struct Lifecycle {
     /// The reason a stop was requested with, if not a plain stop (rare: boxed).
     requested: OnceLock<Box<ExitReason>>,
     stopping: AtomicBool,
+    /// Messages still queued when the actor stopped, dropped unhandled.
+    unhandled: AtomicUsize,
     /// Wakes whoever waits for the exit or for a stop request.
     changed: Notify,
 }
@@ -45,6 +47,17 @@ impl Lifecycle {
             }
             changed.await;
         }
+    }
+
+    /// Records that `n` messages were dropped unhandled at the exit.
+    pub(crate) fn count_unhandled(&self, n: usize) {
+        self.unhandled.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// How many messages were dropped unhandled when the actor stopped.
+    #[allow(dead_code)] // read by the layers above the core, which may be compiled out
+    pub(crate) fn unhandled(&self) -> usize {
+        self.unhandled.load(Ordering::Relaxed)
     }
 
     /// The reason the next stop ends the actor with.

@@ -11,6 +11,7 @@
 use std::future::Future;
 
 use crate::actor::{Actor, ActorArgs, Context};
+use crate::supervision::ExitReason;
 
 /// What a layer adds to one actor's task, at fixed points of its life.
 pub(crate) trait Hooks<A: Actor>: Send + 'static {
@@ -23,9 +24,18 @@ pub(crate) trait Hooks<A: Actor>: Send + 'static {
         let _ = (actor, ctx);
     }
 
-    /// On a [`Signal::Wake`](crate::cell::Signal::Wake).
-    fn on_wake(&mut self, actor: &A, ctx: &Context<A>) {
-        let _ = (actor, ctx);
+    /// On a [`Signal::Wake`](crate::cell::Signal::Wake) carrying `token` (what it
+    /// means is the layer's: a timer, a request to passivate). Runs after every
+    /// item queued before the signal; `Some(reason)` stops the actor gracefully
+    /// with that reason.
+    fn on_wake(
+        &mut self,
+        actor: &mut A,
+        ctx: &Context<A>,
+        token: u64,
+    ) -> impl Future<Output = Option<ExitReason>> + Send {
+        let _ = (actor, ctx, token);
+        async { None }
     }
 
     /// Before re-initializing after a failure.
@@ -38,8 +48,10 @@ pub(crate) trait Hooks<A: Actor>: Send + 'static {
         let _ = (actor, ctx);
     }
 
-    /// The last step before the id is released (finish pending writes).
-    fn finish(&mut self) -> impl Future<Output = ()> + Send {
+    /// The last step before the id is released (finish pending writes), with
+    /// the reason the actor stopped.
+    fn finish(&mut self, reason: &ExitReason) -> impl Future<Output = ()> + Send {
+        let _ = reason;
         async {}
     }
 }

@@ -54,11 +54,16 @@ impl<T> Default for Mailbox<T> {
 impl<T> Mailbox<T> {
     /// Queues `item`; gives it back if the mailbox is closed.
     pub(crate) fn push(&self, item: T) -> Result<(), T> {
+        self.push_with(item, |item| item)
+    }
+
+    /// Queues `wrap(value)`; gives `value` back if the mailbox is closed.
+    pub(crate) fn push_with<V>(&self, value: V, wrap: impl FnOnce(V) -> T) -> Result<(), V> {
         let mut shared = lock(&self.shared);
         if shared.closed {
-            return Err(item);
+            return Err(value);
         }
-        shared.queue.push_back(item);
+        shared.queue.push_back(wrap(value));
         let waker = shared.waker.take();
         drop(shared);
         if let Some(waker) = waker {

@@ -146,6 +146,10 @@ pub enum ExitReason {
     Escalated(Arc<Failure>),
     /// The task was aborted because it did not stop within a shutdown timeout.
     Aborted,
+    /// A virtual actor was idle (or the least recently used beyond its handle's
+    /// cap): it saved its final snapshot, which the storage acknowledged, and
+    /// stopped; its next message activates it again.
+    Passivated,
     /// Another activation of this persistent actor's id took ownership of it (in
     /// this or another process), so its storage refused this instance's writes.
     /// The actor stopped at once, without supervision and without a final
@@ -159,10 +163,13 @@ pub enum ExitReason {
 }
 
 impl ExitReason {
-    /// `true` for a requested stop or dropped refs: the state is consistent, so a
-    /// final snapshot may be taken.
+    /// `true` for a requested stop, dropped refs or a passivation: the state is
+    /// consistent, so a final snapshot may be taken.
     pub fn is_graceful(&self) -> bool {
-        matches!(self, ExitReason::Stopped | ExitReason::RefsDropped)
+        matches!(
+            self,
+            ExitReason::Stopped | ExitReason::RefsDropped | ExitReason::Passivated
+        )
     }
 }
 
@@ -175,6 +182,7 @@ impl fmt::Display for ExitReason {
             ExitReason::RestartLimit(failure) => write!(f, "restart limit reached: {failure}"),
             ExitReason::Escalated(failure) => write!(f, "escalated: {failure}"),
             ExitReason::Aborted => f.write_str("aborted after the shutdown timeout"),
+            ExitReason::Passivated => f.write_str("passivated (idle; final snapshot saved)"),
             ExitReason::Fenced { epoch, current } => write!(
                 f,
                 "fenced: another instance owns this id now (epoch {current}; this one held {epoch})"

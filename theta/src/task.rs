@@ -165,8 +165,12 @@ pub(crate) async fn run<A: Actor, H: Hooks<A>>(ctx: Context<A>, mut hooks: H) {
 
     // Close the mailbox first: later sends fail at once, queued asks see their reply
     // dropped, and queued child-failure reports resolve to "stop".
-    drop(ctx.cell.mailbox.close());
-    drop(inbox.clear());
+    let unhandled = ctx.cell.mailbox.close();
+    let batch = inbox.clear();
+    ctx.cell
+        .lifecycle
+        .count_unhandled(count_messages(&unhandled) + count_messages(&batch));
+    drop((unhandled, batch));
     stop_children(ctx).await;
     if let Some(mut actor) = actor {
         match catch(actor.on_exit(ctx, &reason)).await {
@@ -179,8 +183,16 @@ pub(crate) async fn run<A: Actor, H: Hooks<A>>(ctx: Context<A>, mut hooks: H) {
             }
         }
     }
-    hooks.finish().await;
+    hooks.finish(&reason).await;
     guard.reason = Some(reason);
+}
+
+/// How many of `items` are messages (not signals).
+fn count_messages<M>(items: &VecDeque<Item<M>>) -> usize {
+    items
+        .iter()
+        .filter(|item| matches!(item, Item::Msg(_)))
+        .count()
 }
 
 /// Stops the actor's children and waits for them. Boxed, and skipped when there
@@ -223,7 +235,11 @@ async fn serve<A: Actor, H: Hooks<A>>(
                     ));
                 }
             }
-            Item::Signal(Signal::Wake) => hooks.on_wake(actor, ctx),
+            Item::Signal(Signal::Wake(token)) => {
+                if let Some(reason) = hooks.on_wake(actor, ctx, token).await {
+                    return Served::Exit(reason);
+                }
+            }
         }
         if cell.stop_now_requested() {
             return Served::Exit(cell.lifecycle.stop_reason());

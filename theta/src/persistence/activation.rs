@@ -20,7 +20,8 @@ use crate::supervision::ExitReason;
 use super::envelope::Stamp;
 use super::errors::is_not_found;
 use super::snapshot::{decode_snapshot as decode, encode_stamped as encode};
-use super::writer::AutoSave;
+use super::virtual_actors::VirtualLink;
+use super::writer::{AutoSave, TIMER};
 use super::{OwnerId, PersistenceError, PersistentActor, PersistentStorage, SharedStorage};
 
 /// An `ask` answer waiting for its snapshot to be durable.
@@ -49,6 +50,24 @@ pub(crate) struct PersistState {
     held: Mutex<Vec<HeldReply>>,
     /// The actor, to stop it when its writes are fenced.
     actor: OnceLock<Weak<dyn Control>>,
+    /// [`payload_hash`] of the snapshot the storage is known to hold for this
+    /// actor (restored, or acknowledged since); `None` while unknown. A save of
+    /// the same payload is skipped.
+    saved: Mutex<Option<u128>>,
+}
+
+/// A 128-bit hash of an envelope's payload (xxh3): equal payloads, equal
+/// hashes; an accidental collision of two different snapshots (2^-128) is not a
+/// risk worth a copy of every actor's last snapshot.
+pub(crate) fn payload_hash(envelope: &[u8]) -> u128 {
+    let start = super::envelope::Header::peek(envelope)
+        .map_or(0, |h| h.len())
+        .min(envelope.len());
+    let end = envelope
+        .len()
+        .saturating_sub(super::envelope::TRAILER_LEN)
+        .max(start);
+    xxhash_rust::xxh3::xxh3_128(&envelope[start..end])
 }
 
 impl fmt::Debug for PersistState {
@@ -69,6 +88,8 @@ pub(crate) struct Activated {
     pub(crate) storage: Option<SharedStorage>,
     /// The sequence number of the restored snapshot (0 for a fresh actor).
     pub(crate) sequence: u64,
+    /// [`payload_hash`] of the restored snapshot.
+    pub(crate) saved: Option<u128>,
 }
 
 impl PersistState {
@@ -82,6 +103,7 @@ impl PersistState {
                 owner: None,
                 storage: None,
                 sequence: 0,
+                saved: None,
             },
         )
     }
@@ -97,7 +119,23 @@ impl PersistState {
             confirm: AtomicBool::new(false),
             held: Mutex::new(Vec::new()),
             actor: OnceLock::new(),
+            saved: Mutex::new(activated.saved),
         }
+    }
+
+    /// Whether the storage is known to hold a snapshot of payload hash `hash`.
+    pub(crate) fn is_saved(&self, hash: u128) -> bool {
+        *lock(&self.saved) == Some(hash)
+    }
+
+    /// The storage acknowledged a snapshot of payload hash `hash`.
+    pub(crate) fn set_saved(&self, hash: u128) {
+        *lock(&self.saved) = Some(hash);
+    }
+
+    /// What the storage holds is unknown (a write is in flight or failed).
+    pub(crate) fn forget_saved(&self) {
+        *lock(&self.saved) = None;
     }
 
     /// The owner epoch of this activation.
@@ -233,6 +271,8 @@ pub(crate) struct PersistHooks<A: PersistentActor, I> {
     runtime_args: A::RuntimeArgs,
     state: Arc<PersistState>,
     auto: Option<AutoSave>,
+    /// The handle of a virtual actor; `None` once told the actor stopped.
+    link: Option<VirtualLink>,
 }
 
 impl<A: PersistentActor, I: ActorArgs<Actor = A>> PersistHooks<A, I> {
@@ -242,6 +282,7 @@ impl<A: PersistentActor, I: ActorArgs<Actor = A>> PersistHooks<A, I> {
         runtime_args: A::RuntimeArgs,
         state: Arc<PersistState>,
         auto: Option<AutoSave>,
+        link: Option<VirtualLink>,
     ) -> Self {
         Self {
             initial: Some(initial),
@@ -250,6 +291,41 @@ impl<A: PersistentActor, I: ActorArgs<Actor = A>> PersistHooks<A, I> {
             runtime_args,
             state,
             auto,
+            link,
+        }
+    }
+
+    /// A virtual actor's passivation: asked through its mailbox by its handle;
+    /// stops the actor only once its final snapshot is acknowledged.
+    async fn passivate(&mut self, actor: &mut A, token: u64) -> Option<ExitReason> {
+        let link = self.link.as_ref()?;
+        if !link.gate.begin(self.state.id, token) {
+            return None;
+        }
+        // Every automatic save taken so far lands first: the final one must be
+        // the newest.
+        if let Some(auto) = &mut self.auto {
+            auto.flush().await;
+        }
+        match final_save(&self.state, &link.storage, actor).await {
+            Ok(()) => Some(ExitReason::Passivated),
+            Err(err) => {
+                link.gate.abort(self.state.id, &err);
+                None
+            }
+        }
+    }
+
+    /// Tells the handle (once) that the actor stopped.
+    fn unlink(&mut self) {
+        if let Some(link) = self.link.take() {
+            let unhandled = self
+                .state
+                .actor
+                .get()
+                .and_then(Weak::upgrade)
+                .map_or(0, |actor| actor.lifecycle().unhandled());
+            link.gate.stopped(self.state.id, unhandled);
         }
     }
 
@@ -301,10 +377,19 @@ impl<A: PersistentActor, I: ActorArgs<Actor = A>> Hooks<A> for PersistHooks<A, I
         }
     }
 
-    fn on_wake(&mut self, actor: &A, ctx: &Context<A>) {
-        if let Some(auto) = &mut self.auto {
-            auto.on_wake(actor, ctx, &self.state);
+    async fn on_wake(
+        &mut self,
+        actor: &mut A,
+        _ctx: &Context<A>,
+        token: u64,
+    ) -> Option<ExitReason> {
+        if token == TIMER {
+            if let Some(auto) = &mut self.auto {
+                auto.on_timer(actor, &self.state);
+            }
+            return None;
         }
+        self.passivate(actor, token).await
     }
 
     async fn before_restart(&mut self) {
@@ -323,12 +408,13 @@ impl<A: PersistentActor, I: ActorArgs<Actor = A>> Hooks<A> for PersistHooks<A, I
         }
     }
 
-    async fn finish(&mut self) {
+    async fn finish(&mut self, _reason: &ExitReason) {
         drop(self.state.take_held());
         if let Some(auto) = &mut self.auto {
             auto.finish().await;
         }
         self.state.release().await;
+        self.unlink();
     }
 }
 
@@ -342,6 +428,38 @@ impl<A: PersistentActor, I> Drop for PersistHooks<A, I> {
             let state = Arc::clone(&self.state);
             runtime.spawn(async move { state.release().await });
         }
+        if let Some(link) = self.link.take() {
+            link.gate.stopped(self.state.id, 0);
+        }
+    }
+}
+
+/// The final save of a passivation: nothing if the storage already holds this
+/// state, else a write awaited here.
+async fn final_save<A: PersistentActor>(
+    state: &PersistState,
+    storage: &SharedStorage,
+    actor: &mut A,
+) -> Result<(), PersistenceError> {
+    let stamp = state.next_stamp();
+    let bytes = encode::<A>(state.id, stamp, actor)?;
+    let hash = payload_hash(&bytes);
+    if state.is_saved(hash) {
+        return Ok(());
+    }
+    state.forget_saved();
+    match storage.try_write(state.id, bytes).await {
+        Ok(()) => {
+            state.set_saved(hash);
+            Ok(())
+        }
+        Err(source) => {
+            let err = PersistenceError::from_write(state.id, source);
+            if let PersistenceError::Fenced { current, .. } = err {
+                state.fenced(current);
+            }
+            Err(err)
+        }
     }
 }
 
@@ -353,13 +471,16 @@ pub(crate) async fn save_now<A: PersistentActor, S: PersistentStorage>(
 ) -> Result<(), PersistenceError> {
     let stamp = state.next_stamp();
     let bytes = encode::<A>(state.id, stamp, actor)?;
+    let hash = payload_hash(&bytes);
     let kept = if state.storage.is_none() {
         Some(bytes.clone())
     } else {
         None
     };
+    state.forget_saved();
     match storage.try_write(state.id, bytes).await {
         Ok(()) => {
+            state.set_saved(hash);
             if let Some(bytes) = kept {
                 state.record_saved(stamp.sequence, &bytes);
             }

@@ -201,6 +201,7 @@ mod respawn;
 mod restore;
 mod shared;
 mod snapshot;
+mod virtual_actors;
 mod writer;
 
 pub mod envelope;
@@ -231,6 +232,7 @@ pub use shared::SharedStorage;
 pub use snapshot::{
     CodecError, decode_payload, decode_snapshot, encode_payload, encode_snapshot, encode_stamped,
 };
+pub use virtual_actors::{VirtualActors, VirtualActorsBuilder, VirtualError, VirtualStats};
 
 /// A place snapshots are stored: bytes by actor id.
 ///

@@ -1,18 +1,23 @@
 //! Spawning persistent actors ([`PersistentSpawnExt`]) and saving them by hand
 //! ([`PersistentContextExt`]).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
 use crate::actor::{ActorArgs, Context};
 use crate::actor_ref::ActorRef;
+use crate::context::RootContext;
 use crate::id::ActorId;
 use crate::registry::Reservation;
 use crate::spawn::{Id, Spawner};
 
-use super::activation::{Activated, PersistHooks, PersistState, save_now, state_of, state_or_init};
+use super::activation::{
+    Activated, PersistHooks, PersistState, payload_hash, save_now, state_of, state_or_init,
+};
 use super::errors::is_not_found;
 use super::snapshot::decode_snapshot as decode;
+use super::virtual_actors::VirtualLink;
 use super::writer::auto_save;
 use super::{
     Claim, ClaimMode, OwnedElsewhere, OwnerId, PersistenceError, PersistentActor,
@@ -154,8 +159,9 @@ impl Activation {
         }
     }
 
-    /// The persistence state of the actor this activation starts.
-    fn into_state(mut self, sequence: u64) -> PersistState {
+    /// The persistence state of the actor this activation starts; `saved` is
+    /// the payload hash of the restored snapshot.
+    fn into_state(mut self, sequence: u64, saved: Option<u128>) -> PersistState {
         PersistState::new(
             self.id,
             Activated {
@@ -163,6 +169,7 @@ impl Activation {
                 owner: self.owner.take(),
                 storage: self.storage.take(),
                 sequence,
+                saved,
             },
         )
     }
@@ -190,10 +197,25 @@ impl Drop for Activation {
     }
 }
 
+/// A decoded snapshot: the restored actor's arguments, its sequence number and
+/// payload hash.
+struct Restored<Args> {
+    args: Args,
+    sequence: u64,
+    hash: u128,
+}
+
+impl<Args> Restored<Args> {
+    fn start<Fresh>(self) -> Start<Fresh, Args> {
+        Start::Restored(self.args, self.sequence, self.hash)
+    }
+}
+
 /// How a persistent actor starts.
 enum Start<Args, Restored> {
     Fresh(Args),
-    Restored(Restored, u64),
+    /// The decoded snapshot's arguments, its sequence number and payload hash.
+    Restored(Restored, u64, u128),
 }
 
 /// The spawn paths of [`PersistentSpawnExt`], for both context types.
@@ -208,11 +230,12 @@ trait PersistentSpawner: Spawner {
         &self,
         storage: &S,
         id: ActorId,
+        mode: ClaimMode,
     ) -> Result<(Reservation, Activation), PersistenceError> {
         let reservation = self
             .reserve(id)
             .ok_or(PersistenceError::AlreadyRunning(id))?;
-        let activation = Activation::claim(storage, id, self.owner(), ClaimMode::Exclusive).await?;
+        let activation = Activation::claim(storage, id, self.owner(), mode).await?;
         Ok((reservation, activation))
     }
 
@@ -224,17 +247,19 @@ trait PersistentSpawner: Spawner {
         activation: Activation,
         start: Start<Args, A::ActorArgs>,
         runtime_args: A::RuntimeArgs,
+        link: Option<VirtualLink>,
     ) -> Result<ActorRef<A>, PersistenceError>
     where
         A: PersistentActor,
         S: PersistentStorage,
         Args: ActorArgs<Actor = A>,
     {
-        let sequence = match &start {
-            Start::Fresh(_) => 0,
-            Start::Restored(_, sequence) => *sequence,
+        check_type_id::<A>(activation.id)?;
+        let (sequence, saved) = match &start {
+            Start::Fresh(_) => (0, None),
+            Start::Restored(_, sequence, hash) => (*sequence, Some(*hash)),
         };
-        let state = Arc::new(activation.into_state(sequence));
+        let state = Arc::new(activation.into_state(sequence, saved));
         let auto = auto_save::<A, S>(storage, &state)?;
         let attachment = Some(Arc::clone(&state) as Arc<dyn crate::attachment::Attachment>);
         let site = self.site();
@@ -242,12 +267,12 @@ trait PersistentSpawner: Spawner {
         Ok(match start {
             Start::Fresh(args) => site.spawn(
                 id,
-                PersistHooks::<A, Args>::new(args, false, runtime_args, state, auto),
+                PersistHooks::<A, Args>::new(args, false, runtime_args, state, auto, link),
                 attachment,
             ),
-            Start::Restored(args, _) => site.spawn(
+            Start::Restored(args, ..) => site.spawn(
                 id,
-                PersistHooks::<A, A::ActorArgs>::new(args, true, runtime_args, state, auto),
+                PersistHooks::<A, A::ActorArgs>::new(args, true, runtime_args, state, auto, link),
                 attachment,
             ),
         })
@@ -256,17 +281,125 @@ trait PersistentSpawner: Spawner {
 
 impl<C: Spawner> PersistentSpawner for C {}
 
+/// Refuses a persistent actor type whose `TYPE_ID` another type already uses in
+/// this process: their snapshots could not be told apart.
+fn check_type_id<A: PersistentActor>(id: ActorId) -> Result<(), PersistenceError> {
+    static TYPES: std::sync::OnceLock<std::sync::RwLock<HashMap<uuid::Uuid, &'static str>>> =
+        std::sync::OnceLock::new();
+    let types = TYPES.get_or_init(Default::default);
+    let name = std::any::type_name::<A>();
+    let known = types
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .get(&A::TYPE_ID)
+        .copied();
+    let first = match known {
+        Some(first) => first,
+        None => *types
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry(A::TYPE_ID)
+            .or_insert(name),
+    };
+    if first != name {
+        return Err(PersistenceError::DuplicateTypeId {
+            id,
+            type_id: A::TYPE_ID,
+            first,
+            second: name,
+        });
+    }
+    Ok(())
+}
+
+/// The claim mode a storage handle asks for ([`SharedStorage::with_claim_mode`]).
+fn claim_mode<S: PersistentStorage>(storage: &S) -> ClaimMode {
+    storage
+        .shared()
+        .and_then(|s| s.claim_mode())
+        .unwrap_or_default()
+}
+
+/// The activation of a virtual actor: restored, or fresh from `fresh()`, with its
+/// hooks linked to its handle.
+pub(crate) async fn spawn_virtual<A: PersistentActor>(
+    root: &RootContext,
+    storage: &SharedStorage,
+    id: ActorId,
+    mode: ClaimMode,
+    runtime_args: A::RuntimeArgs,
+    fresh: impl FnOnce() -> A::ActorArgs,
+    link: VirtualLink,
+) -> Result<ActorRef<A>, PersistenceError> {
+    let (reservation, mut activation) = root.activate(storage, id, mode).await?;
+    let (activation, start) = match activation.snapshot.take() {
+        Some(bytes) => {
+            let (activation, restored) = restored::<A>(activation, &bytes, &runtime_args).await?;
+            (activation, restored.start())
+        }
+        None => (activation, Start::Fresh(fresh())),
+    };
+    root.start::<A, SharedStorage, A::ActorArgs>(
+        storage,
+        reservation,
+        activation,
+        start,
+        runtime_args,
+        Some(link),
+    )
+}
+
+/// Runs `futures` on the calling task, at most `limit` at a time; their outputs,
+/// in order.
+pub(crate) async fn bounded<F: Future>(futures: Vec<F>, limit: usize) -> Vec<F::Output> {
+    let limit = limit.max(1);
+    let mut waiting = futures.into_iter().enumerate();
+    let mut running: Vec<(usize, std::pin::Pin<Box<F>>)> = Vec::new();
+    let mut outputs: Vec<Option<F::Output>> = Vec::new();
+    outputs.resize_with(waiting.len(), || None);
+    std::future::poll_fn(|cx| {
+        loop {
+            while running.len() < limit {
+                match waiting.next() {
+                    Some((i, fut)) => running.push((i, Box::pin(fut))),
+                    None => break,
+                }
+            }
+            let mut progressed = false;
+            running.retain_mut(|(i, fut)| match fut.as_mut().poll(cx) {
+                std::task::Poll::Ready(out) => {
+                    outputs[*i] = Some(out);
+                    progressed = true;
+                    false
+                }
+                std::task::Poll::Pending => true,
+            });
+            if running.is_empty() && waiting.len() == 0 {
+                return std::task::Poll::Ready(());
+            }
+            if !progressed {
+                return std::task::Poll::Pending;
+            }
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
+
 /// Decodes a claimed snapshot (once) into the restored actor's arguments.
 async fn restored<A: PersistentActor>(
     activation: Activation,
     bytes: &[u8],
     runtime_args: &A::RuntimeArgs,
-) -> Result<(Activation, A::ActorArgs, u64), PersistenceError> {
+) -> Result<(Activation, Restored<A::ActorArgs>), PersistenceError> {
     match decode::<A>(activation.id, bytes) {
         Ok((snapshot, sequence)) => Ok((
             activation,
-            A::persistent_args(snapshot, runtime_args.clone()),
-            sequence,
+            Restored {
+                args: A::persistent_args(snapshot, runtime_args.clone()),
+                sequence,
+                hash: payload_hash(bytes),
+            },
         )),
         Err(err) => {
             activation.abandon().await;
@@ -288,7 +421,7 @@ impl<C: Spawner + sealed::Sealed + Sync> PersistentSpawnExt for C {
         Args::Actor: PersistentActor,
         <Args::Actor as PersistentActor>::RuntimeArgs: Default,
     {
-        let (reservation, mut activation) = self.activate(storage, id).await?;
+        let (reservation, mut activation) = self.activate(storage, id, claim_mode(storage)).await?;
         if activation.snapshot.take().is_some() {
             activation.abandon().await;
             return Err(PersistenceError::SnapshotExists(id));
@@ -299,6 +432,7 @@ impl<C: Spawner + sealed::Sealed + Sync> PersistentSpawnExt for C {
             activation,
             Start::Fresh(args),
             Default::default(),
+            None,
         )
     }
 
@@ -312,19 +446,20 @@ impl<C: Spawner + sealed::Sealed + Sync> PersistentSpawnExt for C {
         S: PersistentStorage,
         A: PersistentActor,
     {
-        let (reservation, mut activation) = self.activate(storage, id).await?;
+        let (reservation, mut activation) = self.activate(storage, id, claim_mode(storage)).await?;
         let Some(bytes) = activation.snapshot.take() else {
             activation.abandon().await;
             return Err(PersistenceError::NotFound(id));
         };
-        let (activation, args, sequence) = restored::<A>(activation, &bytes, &runtime_args).await?;
+        let (activation, restored) = restored::<A>(activation, &bytes, &runtime_args).await?;
         drop(bytes);
         self.start::<A, S, A::ActorArgs>(
             storage,
             reservation,
             activation,
-            Start::Restored(args, sequence),
+            restored.start(),
             runtime_args,
+            None,
         )
     }
 
@@ -342,19 +477,20 @@ impl<C: Spawner + sealed::Sealed + Sync> PersistentSpawnExt for C {
         R: FnOnce() -> <Args::Actor as PersistentActor>::RuntimeArgs + Send,
         D: FnOnce() -> Args + Send,
     {
-        let (reservation, mut activation) = self.activate(storage, id).await?;
+        let (reservation, mut activation) = self.activate(storage, id, claim_mode(storage)).await?;
         match activation.snapshot.take() {
             Some(bytes) => {
                 let runtime_args = runtime_args();
-                let (activation, args, sequence) =
+                let (activation, restored) =
                     restored::<Args::Actor>(activation, &bytes, &runtime_args).await?;
                 drop(bytes);
                 self.start::<Args::Actor, S, Args>(
                     storage,
                     reservation,
                     activation,
-                    Start::Restored(args, sequence),
+                    restored.start(),
                     runtime_args,
+                    None,
                 )
             }
             None => self.start::<Args::Actor, S, Args>(
@@ -363,6 +499,7 @@ impl<C: Spawner + sealed::Sealed + Sync> PersistentSpawnExt for C {
                 activation,
                 Start::Fresh(default_args()),
                 runtime_args(),
+                None,
             ),
         }
     }
@@ -373,7 +510,10 @@ impl<C: Spawner + sealed::Sealed + Sync> PersistentSpawnExt for C {
     {
         // Holding the id keeps anyone from respawning it while the delete runs,
         // here and (through the claim) in other instances on the same store.
-        let (_reservation, mut activation) = match self.activate(storage, id).await {
+        let (_reservation, mut activation) = match self
+            .activate(storage, id, claim_mode(storage))
+            .await
+        {
             Ok(activated) => activated,
             Err(PersistenceError::AlreadyRunning(id)) => return Err(PersistenceError::Running(id)),
             Err(err) => return Err(err),

@@ -101,6 +101,7 @@ impl<S: PersistentStorage> DynStorage for S {
 pub struct SharedStorage {
     inner: Arc<dyn DynStorage>,
     policy: Option<SnapshotPolicy>,
+    claim_mode: Option<ClaimMode>,
 }
 
 impl SharedStorage {
@@ -109,6 +110,7 @@ impl SharedStorage {
         Self {
             inner: Arc::new(storage),
             policy: None,
+            claim_mode: None,
         }
     }
 
@@ -123,12 +125,36 @@ impl SharedStorage {
     pub fn policy(&self) -> Option<SnapshotPolicy> {
         self.policy
     }
+
+    /// Persistent spawns through this handle claim their ids in `mode`. With
+    /// [`ClaimMode::Takeover`], a spawn (or `respawn`) of an id another instance
+    /// holds fences that instance instead of failing with
+    /// [`PersistenceError::OwnedElsewhere`](super::PersistenceError::OwnedElsewhere):
+    /// for failover, when the caller knows the other instance is gone.
+    ///
+    /// ```
+    /// use theta::persistence::{ClaimMode, MemoryStorage, SharedStorage};
+    ///
+    /// let failover = SharedStorage::new(MemoryStorage::new()).with_claim_mode(ClaimMode::Takeover);
+    /// assert_eq!(failover.claim_mode(), Some(ClaimMode::Takeover));
+    /// ```
+    pub fn with_claim_mode(mut self, mode: ClaimMode) -> Self {
+        self.claim_mode = Some(mode);
+        self
+    }
+
+    /// The claim mode set with [`with_claim_mode`](Self::with_claim_mode), if any
+    /// (the default is [`ClaimMode::Exclusive`]).
+    pub fn claim_mode(&self) -> Option<ClaimMode> {
+        self.claim_mode
+    }
 }
 
 impl fmt::Debug for SharedStorage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SharedStorage")
             .field("policy", &self.policy)
+            .field("claim_mode", &self.claim_mode)
             .finish_non_exhaustive()
     }
 }

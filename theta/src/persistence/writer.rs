@@ -19,11 +19,14 @@ use crate::cell::Signal;
 use crate::mailbox::lock;
 use crate::task::catch;
 
-use super::activation::{HeldReply, PersistState};
+use super::activation::{HeldReply, PersistState, payload_hash};
 use super::snapshot::encode_stamped as encode;
 use super::{
     Fenced, PersistentActor, PersistentStorage, SharedStorage, SnapshotPolicy, StaleSnapshot,
 };
+
+/// The wake-up token of the interval timer.
+pub(crate) const TIMER: u64 = 0;
 
 /// The automatic part of a persistent actor: policy counters and its writer.
 pub(crate) struct AutoSave {
@@ -77,17 +80,12 @@ impl AutoSave {
             let cell = Arc::clone(&ctx.cell);
             tokio::spawn(async move {
                 tokio::time::sleep(period).await;
-                cell.signal(Signal::Wake);
+                cell.signal(Signal::Wake(TIMER));
             });
         }
     }
 
-    pub(crate) fn on_wake<A: PersistentActor>(
-        &mut self,
-        actor: &A,
-        _ctx: &Context<A>,
-        state: &Arc<PersistState>,
-    ) {
+    pub(crate) fn on_timer<A: PersistentActor>(&mut self, actor: &A, state: &Arc<PersistState>) {
         self.timer_armed = false;
         if self.dirty {
             self.save(actor, state);
@@ -95,6 +93,14 @@ impl AutoSave {
     }
 
     pub(crate) async fn before_restart(&mut self) {
+        self.writer.flush().await;
+        self.dirty = false;
+        self.since_save = 0;
+    }
+
+    /// Waits until the writer has nothing pending or in flight (before a final
+    /// save that must follow every earlier one).
+    pub(crate) async fn flush(&mut self) {
         self.writer.flush().await;
         self.dirty = false;
         self.since_save = 0;
@@ -116,22 +122,32 @@ impl AutoSave {
         self.writer.flush().await;
     }
 
-    /// Encodes now (on the actor's task) and hands the bytes to the writer.
+    /// Encodes now (on the actor's task) and hands the bytes to the writer,
+    /// unless the snapshot is the one the storage already holds and nothing is in
+    /// flight: then nothing is written and held replies go out at once.
     fn save<A: PersistentActor>(&mut self, actor: &A, state: &Arc<PersistState>) {
         self.since_save = 0;
         self.dirty = false;
         let stamp = state.next_stamp();
         let replies = state.take_held();
         match encode::<A>(state.id, stamp, actor) {
-            Ok(bytes) => self.writer.submit(
-                Job {
-                    sequence: stamp.sequence,
-                    bytes,
-                    replies,
-                },
-                &self.storage,
-                state,
-            ),
+            Ok(bytes) => {
+                let hash = payload_hash(&bytes);
+                if self.writer.is_idle() && state.is_saved(hash) {
+                    replies.into_iter().for_each(|reply| reply());
+                    return;
+                }
+                self.writer.submit(
+                    Job {
+                        sequence: stamp.sequence,
+                        hash,
+                        bytes,
+                        replies,
+                    },
+                    &self.storage,
+                    state,
+                )
+            }
             // The held replies drop with the error: their asks fail.
             Err(err) => tracing::error!(error = %err, "automatic snapshot not taken"),
         }
@@ -156,6 +172,8 @@ struct Slot {
 /// One snapshot to write, and the replies it releases once durable.
 struct Job {
     sequence: u64,
+    /// [`payload_hash`] of `bytes`.
+    hash: u128,
     bytes: Vec<u8>,
     replies: Vec<HeldReply>,
 }
@@ -183,6 +201,12 @@ impl Writer {
                 Arc::clone(state),
             ));
         }
+    }
+
+    /// Whether nothing is pending or in flight.
+    fn is_idle(&self) -> bool {
+        let slot = lock(&self.slot);
+        slot.pending.is_none() && !slot.busy
     }
 
     /// No more snapshots are accepted.
@@ -216,23 +240,57 @@ impl Writer {
         }
         job
     }
-}
 
-async fn write_loop(writer: Arc<Writer>, storage: SharedStorage, state: Arc<PersistState>) {
-    while let Some(job) = writer.next() {
-        write(job, &storage, &state).await;
+    /// After a write: goes idle if nothing else is pending (before the write's
+    /// replies go out, so that the turn a reply answers sees an idle writer).
+    /// `true` if the task is done.
+    fn done(&self) -> bool {
+        let mut slot = lock(&self.slot);
+        if slot.pending.is_some() {
+            return false;
+        }
+        slot.busy = false;
+        drop(slot);
+        self.idle.notify_waiters();
+        true
     }
 }
 
-async fn write(job: Job, storage: &SharedStorage, state: &PersistState) {
+async fn write_loop(writer: Arc<Writer>, storage: SharedStorage, state: Arc<PersistState>) {
+    let Some(mut job) = writer.next() else {
+        return;
+    };
+    loop {
+        let release = write(job, &storage, &state).await;
+        let finished = writer.done();
+        release.into_iter().for_each(|reply| reply());
+        if finished {
+            return;
+        }
+        match writer.next() {
+            Some(next) => job = next,
+            None => return,
+        }
+    }
+}
+
+/// Writes one job; returns the replies its success releases.
+async fn write(job: Job, storage: &SharedStorage, state: &PersistState) -> Vec<HeldReply> {
     let Job {
         sequence,
+        hash,
         bytes,
         replies,
     } = job;
+    // Whatever happens, the stored snapshot is no longer known until it is
+    // acknowledged (a failed write may or may not have landed).
+    state.forget_saved();
     let written = catch(storage.try_write(state.id, bytes)).await;
     match written {
-        Ok(Ok(())) => replies.into_iter().for_each(|reply| reply()),
+        Ok(Ok(())) => {
+            state.set_saved(hash);
+            return replies;
+        }
         Ok(Err(err)) if err.is::<Fenced>() => {
             let current = err.downcast_ref::<Fenced>().map_or(u64::MAX, |f| f.current);
             drop(replies);
@@ -246,7 +304,7 @@ async fn write(job: Job, storage: &SharedStorage, state: &PersistState) {
                 // A later save of this actor (a manual one) is durable and
                 // includes this state.
                 tracing::debug!(sequence, stored, "storage already holds a newer snapshot");
-                replies.into_iter().for_each(|reply| reply());
+                return replies;
             } else {
                 tracing::error!(
                     actor.id = %state.id,
@@ -270,6 +328,7 @@ async fn write(job: Job, storage: &SharedStorage, state: &PersistState) {
             "storage panicked writing an automatic snapshot"
         ),
     }
+    Vec::new()
 }
 
 /// The automatic-save machinery for a new persistent actor, if its effective

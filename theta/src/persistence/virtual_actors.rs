@@ -1,0 +1,1038 @@
+//! [`VirtualActors`]: address a persistent actor by id without keeping it live.
+//!
+//! A handle serves one persistent actor type over one storage. A message to an id
+//! that is not live activates it (restored from its snapshot, or started fresh
+//! from arguments built from the id when nothing is stored) and is then
+//! delivered; an idle actor is passivated: it saves its final snapshot, stops,
+//! and comes back with its next message.
+//!
+//! # How an id moves
+//!
+//! Each id has one slot in the handle, under a lock shared with a few other ids:
+//!
+//! ```text
+//!   (none) --message--> Activating --spawned--> Live --idle, accepted--> Passivating
+//!                          ^   | failed: senders get the error          |   | final save failed:
+//!                          |   v                                         |   v back to Live
+//!                          +----------------- stopped, messages waiting -+
+//! ```
+//!
+//! - While an id is *activating* or *passivating*, its messages wait in the slot,
+//!   in order, and go to the next live instance. A message is pushed to an
+//!   actor's mailbox only while its slot is *live*, under the slot's lock, so none
+//!   reaches an instance that is stopping.
+//! - Passivation is asked of the actor itself, through its mailbox: the request
+//!   is handled after every message sent before it, and it is refused if any
+//!   message came in since it was sent, an ask through the handle is still
+//!   waiting for its reply, or the actor is saving. So a busy actor is never
+//!   passivated. An accepted passivation waits for the automatic saves in flight,
+//!   writes the final snapshot (nothing if the storage already holds that
+//!   state), and only when the storage acknowledged it does the actor stop. If
+//!   the write fails, the actor stays live, its waiting messages go to it, and
+//!   the failure is counted and logged: nothing is lost.
+//! - A message that cannot be delivered (its activation failed, or the actor
+//!   stopped with it queued) is returned to its sender as an error: an
+//!   [`ask`](VirtualActors::ask) or [`send`](VirtualActors::send) fails with a
+//!   [`VirtualError`]; a [`tell`](VirtualActors::tell), which has nobody to
+//!   answer, is counted in [`VirtualStats::dead_letters`] and logged.
+//!
+//! Ownership is claimed in the storage at every activation as for any persistent
+//! spawn: another instance of the service running the same id is refused, or
+//! fenced under [`take_over`](VirtualActorsBuilder::take_over).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use tokio::sync::{Notify, oneshot};
+
+use crate::actor::Actor;
+use crate::actor_ref::{ActorRef, WeakActorRef};
+use crate::context::RootContext;
+use crate::id::ActorId;
+use crate::mailbox::lock;
+use crate::message::{Message, Reply};
+
+use super::respawn::spawn_virtual;
+use super::{ClaimMode, PersistenceError, PersistentActor, PersistentStorage, SharedStorage};
+
+/// The top bit of a wake-up token marks a passivation request; the rest is the
+/// slot's activity count when it was sent.
+pub(crate) const PASSIVATE: u64 = 1 << 63;
+/// A passivation request that skips the activity check (shutdown).
+pub(crate) const FORCE: u64 = u64::MAX;
+
+/// What an actor's hooks ask of the handle that activated it.
+pub(crate) trait Gate: Send + Sync + 'static {
+    /// May the actor passivate now (`token` from its request)? If so its slot
+    /// starts holding new messages back.
+    fn begin(&self, id: ActorId, token: u64) -> bool;
+
+    /// The accepted passivation's final save failed: the actor stays live.
+    fn abort(&self, id: ActorId, error: &PersistenceError);
+
+    /// The actor stopped (for whatever reason); `unhandled` messages were still
+    /// in its mailbox.
+    fn stopped(&self, id: ActorId, unhandled: usize);
+}
+
+/// The link from an actor's hooks to its handle.
+pub(crate) struct VirtualLink {
+    pub(crate) gate: Arc<dyn Gate>,
+    pub(crate) storage: SharedStorage,
+}
+
+/// A message through [`VirtualActors`] that could not be handled.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum VirtualError {
+    /// Activating the actor failed (its snapshot could not be read or decoded,
+    /// another instance owns the id, ...); the message was not delivered.
+    #[error("activating virtual actor {id} failed: {source}")]
+    Activation {
+        /// The actor.
+        id: ActorId,
+        /// Why.
+        #[source]
+        source: Arc<PersistenceError>,
+    },
+    /// The actor took the message but stopped or failed before replying.
+    #[error("virtual actor {id} stopped or failed before replying")]
+    NoReply {
+        /// The actor.
+        id: ActorId,
+    },
+    /// The handle was shut down; the message was not delivered.
+    #[error("the virtual actors handle is shut down; the message to {id} was not delivered")]
+    Closed {
+        /// The actor.
+        id: ActorId,
+    },
+    /// A passivation's final save failed; the actor stays live with its state.
+    #[error("passivating virtual actor {id} failed; it stays live: {source}")]
+    Passivation {
+        /// The actor.
+        id: ActorId,
+        /// The save's error.
+        #[source]
+        source: Arc<PersistenceError>,
+    },
+}
+
+/// What a handle has done so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct VirtualStats {
+    /// Ids live now (activating, live or passivating).
+    pub live: usize,
+    /// The most ids live at once.
+    pub peak_live: usize,
+    /// Activations that started an actor.
+    pub activations: u64,
+    /// Passivations completed (final snapshot acknowledged, actor stopped).
+    pub passivations: u64,
+    /// Passivations whose final save failed (the actor stayed live).
+    pub failed_passivations: u64,
+    /// Messages that could not be delivered and had no sender to return to
+    /// (tells).
+    pub dead_letters: u64,
+}
+
+/// A message waiting in a slot, and who to tell how it went.
+struct Pending<M> {
+    msg: Option<M>,
+    /// `Ok` once it is in a live actor's mailbox, or the error.
+    notify: Option<oneshot::Sender<Result<(), VirtualError>>>,
+}
+
+/// Who waits for the outcome of a passivation request.
+type Waiters = Vec<oneshot::Sender<Result<bool, VirtualError>>>;
+
+/// Counters of one activation.
+#[derive(Default)]
+struct SlotStats {
+    /// Asks through the handle still waiting for their reply.
+    asks: AtomicU32,
+}
+
+enum Slot<A: Actor> {
+    Activating {
+        buffer: Vec<Pending<A::Msg>>,
+        stats: Arc<SlotStats>,
+    },
+    Live {
+        actor: ActorRef<A>,
+        /// Messages routed to it (changes with every one).
+        activity: u64,
+        /// The sweep tick of its last message.
+        seen: u64,
+        stats: Arc<SlotStats>,
+        /// [`VirtualActors::passivate`] calls waiting for the next request's
+        /// outcome.
+        waiters: Waiters,
+    },
+    Passivating {
+        actor: ActorRef<A>,
+        buffer: Vec<Pending<A::Msg>>,
+        stats: Arc<SlotStats>,
+        waiters: Waiters,
+        /// A passivation the actor accepted (not a stop of its own).
+        accepted: bool,
+    },
+}
+
+const SHARDS: usize = 32;
+
+type Shard<A> = Mutex<HashMap<ActorId, Slot<A>, foldhash::fast::RandomState>>;
+
+/// Builds a persistent actor's first arguments from its id.
+type Fresh<A> = dyn Fn(ActorId) -> <A as PersistentActor>::ActorArgs + Send + Sync;
+/// Builds a persistent actor's runtime arguments from its id.
+type Runtime<A> = dyn Fn(ActorId) -> <A as PersistentActor>::RuntimeArgs + Send + Sync;
+
+struct Inner<A: PersistentActor> {
+    root: RootContext,
+    storage: SharedStorage,
+    fresh: Box<Fresh<A>>,
+    runtime_args: Box<Runtime<A>>,
+    mode: ClaimMode,
+    idle_ticks: Option<u64>,
+    max_live: Option<usize>,
+    shards: Box<[Shard<A>]>,
+    /// Advanced by the sweeper, a quarter of the idle time at a time.
+    tick: AtomicU64,
+    closed: AtomicBool,
+    live: AtomicUsize,
+    peak_live: AtomicUsize,
+    activations: AtomicU64,
+    passivations: AtomicU64,
+    failed_passivations: AtomicU64,
+    dead_letters: AtomicU64,
+    /// Wakes the sweeper early (over the cap) and `shutdown` (an id gone).
+    changed: Notify,
+    /// Itself, for the gates handed to actors and for activation tasks.
+    this: Weak<Inner<A>>,
+}
+
+/// A handle to every actor of type `A` in one storage, by id. Cheap to clone;
+/// clones share the actors.
+///
+/// ```
+/// use std::time::Duration;
+/// use serde::{Deserialize, Serialize};
+/// use theta::persistence::{MemoryStorage, SharedStorage, SnapshotPolicy, VirtualActors};
+/// use theta::prelude::*;
+///
+/// #[derive(Debug, Clone, Serialize, Deserialize, ActorArgs)]
+/// struct Cart { items: Vec<String> }
+///
+/// #[derive(Debug)]
+/// struct Add(String);
+/// #[derive(Debug)]
+/// struct Count;
+///
+/// #[actor("6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b", snapshot)]
+/// impl Actor for Cart {
+///     const _: () = {
+///         async |Add(item): Add| { self.items.push(item); };
+///         async |_: Count| -> usize { self.items.len() };
+///     };
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let memory = MemoryStorage::new();
+/// let storage = SharedStorage::new(memory.clone())
+///     .with_policy(SnapshotPolicy::new().every_n_messages(1).confirm_replies());
+/// let root = RootContext::default();
+/// let carts = VirtualActors::<Cart>::builder(&root, storage, |_id| Cart { items: Vec::new() })
+///     .idle_after(Duration::from_secs(60))
+///     .build();
+///
+/// let id = ActorId::new_v4();
+/// carts.tell(id, Add("tea".into()))?; // activates the cart
+/// assert_eq!(carts.ask(id, Count).await?, 1);
+///
+/// carts.shutdown().await; // passivates every cart: final snapshots, stops
+/// assert_eq!(carts.stats().passivations, 1);
+///
+/// // Another handle (after a restart, say) finds the cart where it was left.
+/// let carts = VirtualActors::<Cart>::builder(&root, SharedStorage::new(memory), |_id| {
+///     Cart { items: Vec::new() }
+/// })
+/// .build();
+/// assert_eq!(carts.ask(id, Count).await?, 1);
+/// # Ok(())
+/// # }
+/// ```
+pub struct VirtualActors<A: PersistentActor> {
+    inner: Arc<Inner<A>>,
+}
+
+impl<A: PersistentActor> Clone for VirtualActors<A> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<A: PersistentActor> fmt::Debug for VirtualActors<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VirtualActors")
+            .field("actor", &std::any::type_name::<A>())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// Options for [`VirtualActors`]; start with [`VirtualActors::builder`].
+pub struct VirtualActorsBuilder<A: PersistentActor> {
+    root: RootContext,
+    storage: SharedStorage,
+    fresh: Box<Fresh<A>>,
+    runtime_args: Box<Runtime<A>>,
+    mode: ClaimMode,
+    idle_after: Option<Duration>,
+    max_live: Option<usize>,
+}
+
+impl<A: PersistentActor> fmt::Debug for VirtualActorsBuilder<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VirtualActorsBuilder")
+            .field("mode", &self.mode)
+            .field("idle_after", &self.idle_after)
+            .field("max_live", &self.max_live)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A: PersistentActor> VirtualActors<A>
+where
+    A::RuntimeArgs: Default,
+{
+    /// A handle for actors of type `A` in `storage`, spawned as top-level actors
+    /// of `root`. An id with no stored snapshot starts from `fresh(id)`; its
+    /// runtime arguments are `Default::default()` (see
+    /// [`builder_with`](Self::builder_with) otherwise).
+    pub fn builder(
+        root: &RootContext,
+        storage: impl PersistentStorage + 'static,
+        fresh: impl Fn(ActorId) -> A::ActorArgs + Send + Sync + 'static,
+    ) -> VirtualActorsBuilder<A> {
+        Self::builder_with(root, storage, fresh, |_| Default::default())
+    }
+}
+
+impl<A: PersistentActor> VirtualActors<A> {
+    /// [`builder`](Self::builder) with the runtime arguments of each activation
+    /// built from its id.
+    pub fn builder_with(
+        root: &RootContext,
+        storage: impl PersistentStorage + 'static,
+        fresh: impl Fn(ActorId) -> A::ActorArgs + Send + Sync + 'static,
+        runtime_args: impl Fn(ActorId) -> A::RuntimeArgs + Send + Sync + 'static,
+    ) -> VirtualActorsBuilder<A> {
+        let storage = storage
+            .shared()
+            .unwrap_or_else(|| SharedStorage::new(storage));
+        VirtualActorsBuilder {
+            root: root.clone(),
+            storage,
+            fresh: Box::new(fresh),
+            runtime_args: Box::new(runtime_args),
+            mode: ClaimMode::Exclusive,
+            idle_after: None,
+            max_live: None,
+        }
+    }
+}
+
+impl<A: PersistentActor> VirtualActorsBuilder<A> {
+    /// Passivate an actor once it has been idle this long (checked a quarter of
+    /// this time at a time, so it happens within 1.25× of it). Default: never.
+    pub fn idle_after(mut self, idle: Duration) -> Self {
+        self.idle_after = Some(idle);
+        self
+    }
+
+    /// Passivate the least recently used idle actors while more than `n` are
+    /// live. A soft cap: busy actors are never passivated, so more may be live
+    /// for a while. Default: no cap.
+    pub fn max_live(mut self, n: usize) -> Self {
+        self.max_live = Some(n.max(1));
+        self
+    }
+
+    /// Activate by taking ids over ([`ClaimMode::Takeover`]): an instance
+    /// elsewhere that holds one is fenced instead of this activation being
+    /// refused. For failover; the default refuses
+    /// ([`PersistenceError::OwnedElsewhere`]).
+    pub fn take_over(mut self) -> Self {
+        self.mode = ClaimMode::Takeover;
+        self
+    }
+
+    /// The handle. Must be called inside a tokio runtime (it starts the idle
+    /// sweeper when idle passivation or a cap is configured).
+    pub fn build(self) -> VirtualActors<A> {
+        let tick = self
+            .idle_after
+            .map(|idle| (idle / 4).max(Duration::from_millis(1)));
+        let inner = Arc::new_cyclic(|this| Inner {
+            root: self.root,
+            storage: self.storage,
+            fresh: self.fresh,
+            runtime_args: self.runtime_args,
+            mode: self.mode,
+            idle_ticks: tick.map(|_| 4),
+            max_live: self.max_live,
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            tick: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            live: AtomicUsize::new(0),
+            peak_live: AtomicUsize::new(0),
+            activations: AtomicU64::new(0),
+            passivations: AtomicU64::new(0),
+            failed_passivations: AtomicU64::new(0),
+            dead_letters: AtomicU64::new(0),
+            changed: Notify::new(),
+            this: this.clone(),
+        });
+        if tick.is_some() || self.max_live.is_some() {
+            let period = tick.unwrap_or(Duration::from_millis(100));
+            tokio::spawn(sweep(Arc::downgrade(&inner), period));
+        }
+        VirtualActors { inner }
+    }
+}
+
+impl<A: PersistentActor> VirtualActors<A> {
+    /// Sends `msg` to actor `id`, activating it if it is not live. Returns at
+    /// once; messages from one sender are handled in order. A message that
+    /// turns out undeliverable (its activation fails) is counted in
+    /// [`VirtualStats::dead_letters`] and logged; use [`send`](Self::send) to
+    /// learn of it.
+    pub fn tell<M: Message<A>>(&self, id: ActorId, msg: M) -> Result<(), VirtualError> {
+        self.inner
+            .route(id, Some(msg.into_msg(None)), None)
+            .map(drop)
+    }
+
+    /// Sends `msg` to actor `id` and waits until it is in a live instance's
+    /// mailbox (after the activation, if one was needed), or returns why it
+    /// cannot be.
+    pub async fn send<M: Message<A>>(&self, id: ActorId, msg: M) -> Result<(), VirtualError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner.route(id, Some(msg.into_msg(None)), Some(tx))?;
+        rx.await.unwrap_or(Err(VirtualError::NoReply { id }))
+    }
+
+    /// Sends `msg` to actor `id` (activating it if needed) and waits for the
+    /// handler's return value.
+    pub async fn ask<M: Message<A>>(&self, id: ActorId, msg: M) -> Result<M::Return, VirtualError> {
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let (notify_tx, notify_rx) = oneshot::channel();
+        let stats = self.inner.route(
+            id,
+            Some(msg.into_msg(Some(Reply::new(reply_tx)))),
+            Some(notify_tx),
+        )?;
+        let _waiting = AskGuard::new(stats);
+        let mut reply_rx = pin!(reply_rx);
+        let mut notify_rx = pin!(notify_rx);
+        tokio::select! {
+            biased;
+            delivered = &mut notify_rx => {
+                if let Ok(Err(err)) = delivered {
+                    return Err(err);
+                }
+            }
+            reply = &mut reply_rx => {
+                return reply.map_err(|_| match notify_rx.try_recv() {
+                    Ok(Err(err)) => err,
+                    _ => VirtualError::NoReply { id },
+                });
+            }
+        }
+        reply_rx.await.map_err(|_| VirtualError::NoReply { id })
+    }
+
+    /// Activates actor `id` if it is not live, and waits until it is.
+    pub async fn activate(&self, id: ActorId) -> Result<(), VirtualError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner.route(id, None, Some(tx))?;
+        rx.await.unwrap_or(Err(VirtualError::NoReply { id }))
+    }
+
+    /// Activates every actor of type `A` the storage holds, `parallelism` at a
+    /// time; returns how many were activated, or the first error (listing the
+    /// storage, or activating an id).
+    pub async fn activate_all(&self, parallelism: usize) -> Result<usize, VirtualError> {
+        let ids = self
+            .inner
+            .storage
+            .try_list_type(A::TYPE_ID)
+            .await
+            .map_err(|source| VirtualError::Activation {
+                id: ActorId::nil(),
+                source: Arc::new(PersistenceError::Read {
+                    id: ActorId::nil(),
+                    source,
+                }),
+            })?;
+        let count = ids.len();
+        let results = super::respawn::bounded(
+            ids.into_iter().map(|id| self.activate(id)).collect(),
+            parallelism,
+        )
+        .await;
+        results.into_iter().collect::<Result<Vec<()>, _>>()?;
+        Ok(count)
+    }
+
+    /// Whether actor `id` is live (activating, live or passivating) in this
+    /// handle.
+    pub fn is_live(&self, id: ActorId) -> bool {
+        lock(self.inner.shard(id)).contains_key(&id)
+    }
+
+    /// What the handle has done so far.
+    pub fn stats(&self) -> VirtualStats {
+        let i = &self.inner;
+        VirtualStats {
+            live: i.live.load(Ordering::Relaxed),
+            peak_live: i.peak_live.load(Ordering::Relaxed),
+            activations: i.activations.load(Ordering::Relaxed),
+            passivations: i.passivations.load(Ordering::Relaxed),
+            failed_passivations: i.failed_passivations.load(Ordering::Relaxed),
+            dead_letters: i.dead_letters.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Asks actor `id` to passivate now, as if it were idle, without waiting:
+    /// `false` if it is not live. The actor refuses if a message reaches it
+    /// before the request does, or while it is busy.
+    pub fn request_passivation(&self, id: ActorId) -> bool {
+        let shard = lock(self.inner.shard(id));
+        match shard.get(&id) {
+            Some(Slot::Live {
+                actor, activity, ..
+            }) => actor.wake(PASSIVATE | (*activity & !PASSIVATE)),
+            _ => false,
+        }
+    }
+
+    /// Asks actor `id` to passivate now and waits for the outcome: `Ok(true)`
+    /// once its final snapshot is acknowledged and it stopped; `Ok(false)` if it
+    /// was not live or refused (busy, or a message came in first);
+    /// [`VirtualError::Passivation`] if the final save failed (it stays live).
+    pub async fn passivate(&self, id: ActorId) -> Result<bool, VirtualError> {
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut shard = lock(self.inner.shard(id));
+            match shard.get_mut(&id) {
+                Some(Slot::Live {
+                    actor,
+                    activity,
+                    waiters,
+                    ..
+                }) => {
+                    if !actor.wake(PASSIVATE | (*activity & !PASSIVATE)) {
+                        return Ok(false);
+                    }
+                    waiters.push(tx);
+                }
+                _ => return Ok(false),
+            }
+        }
+        rx.await.unwrap_or(Ok(false))
+    }
+
+    /// Passivates every live actor (final snapshots, acknowledged) and refuses
+    /// new messages ([`VirtualError::Closed`]); returns when every actor of this
+    /// handle has stopped.
+    pub async fn shutdown(&self) {
+        let inner = &self.inner;
+        inner.closed.store(true, Ordering::Release);
+        loop {
+            let mut changed = pin!(inner.changed.notified());
+            changed.as_mut().enable();
+            if inner.live.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            for shard in inner.shards.iter() {
+                for slot in lock(shard).values() {
+                    if let Slot::Live { actor, .. } = slot {
+                        actor.wake(FORCE);
+                    }
+                }
+            }
+            changed.await;
+        }
+    }
+}
+
+/// Counts an ask as waiting for its reply while it lives.
+struct AskGuard(Arc<SlotStats>);
+
+impl AskGuard {
+    fn new(stats: Arc<SlotStats>) -> Self {
+        stats.asks.fetch_add(1, Ordering::AcqRel);
+        Self(stats)
+    }
+}
+
+impl Drop for AskGuard {
+    fn drop(&mut self) {
+        self.0.asks.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl<A: PersistentActor> Inner<A> {
+    fn shard(&self, id: ActorId) -> &Shard<A> {
+        let folded = id
+            .as_bytes()
+            .iter()
+            .fold(0usize, |acc, b| acc ^ usize::from(*b));
+        &self.shards[folded % SHARDS]
+    }
+
+    /// Where a message for `id` goes: into the live actor's mailbox, or held in
+    /// its slot (starting its activation if nothing is there).
+    fn route(
+        &self,
+        id: ActorId,
+        msg: Option<A::Msg>,
+        notify: Option<oneshot::Sender<Result<(), VirtualError>>>,
+    ) -> Result<Arc<SlotStats>, VirtualError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(VirtualError::Closed { id });
+        }
+        let mut shard = lock(self.shard(id));
+        let mut pending = Pending { msg, notify };
+        let refused = match shard.get_mut(&id) {
+            Some(Slot::Live {
+                actor,
+                activity,
+                seen,
+                stats,
+                ..
+            }) => match pending.msg.take().map(|msg| actor.push_msg(msg)) {
+                None | Some(Ok(())) => {
+                    *activity += 1;
+                    *seen = self.tick.load(Ordering::Relaxed);
+                    if let Some(notify) = pending.notify {
+                        let _ = notify.send(Ok(()));
+                    }
+                    return Ok(Arc::clone(stats));
+                }
+                Some(Err(msg)) => {
+                    pending.msg = Some(msg);
+                    true
+                }
+            },
+            Some(Slot::Activating { buffer, stats } | Slot::Passivating { buffer, stats, .. }) => {
+                buffer.push(pending);
+                return Ok(Arc::clone(stats));
+            }
+            None => false,
+        };
+        if refused {
+            // The instance stopped on its own (failed, stopped itself): the
+            // message waits for the next activation, which starts once that stop
+            // is complete.
+            if let Some(Slot::Live {
+                actor,
+                stats,
+                waiters,
+                ..
+            }) = shard.remove(&id)
+            {
+                shard.insert(
+                    id,
+                    Slot::Passivating {
+                        actor,
+                        buffer: vec![pending],
+                        stats: Arc::clone(&stats),
+                        waiters,
+                        accepted: false,
+                    },
+                );
+                return Ok(stats);
+            }
+            return Err(VirtualError::NoReply { id });
+        }
+        let stats = Arc::new(SlotStats::default());
+        shard.insert(
+            id,
+            Slot::Activating {
+                buffer: vec![pending],
+                stats: Arc::clone(&stats),
+            },
+        );
+        drop(shard);
+        let live = self.live.fetch_add(1, Ordering::AcqRel) + 1;
+        self.peak_live.fetch_max(live, Ordering::Relaxed);
+        self.start_activation(id, None);
+        Ok(stats)
+    }
+
+    /// Starts activating `id` (after `previous`, its last instance, has fully
+    /// stopped).
+    fn start_activation(&self, id: ActorId, previous: Option<WeakActorRef<A>>) {
+        let Some(inner) = self.this.upgrade() else {
+            return;
+        };
+        tokio::spawn(async move {
+            if let Some(previous) = previous {
+                previous.stopped().await;
+            }
+            let gate: Arc<dyn Gate> = inner.clone();
+            let link = VirtualLink {
+                gate,
+                storage: inner.storage.clone(),
+            };
+            let result = spawn_virtual(
+                &inner.root,
+                &inner.storage,
+                id,
+                inner.mode,
+                (inner.runtime_args)(id),
+                || (inner.fresh)(id),
+                link,
+            )
+            .await;
+            inner.activated(id, result);
+        });
+    }
+
+    /// Settles an activation: the held messages go to the new instance, or back
+    /// to their senders with the error.
+    fn activated(&self, id: ActorId, result: Result<ActorRef<A>, PersistenceError>) {
+        let mut shard = lock(self.shard(id));
+        let Some(Slot::Activating { buffer, stats }) = shard.remove(&id) else {
+            drop(shard);
+            if let Ok(actor) = result {
+                // Cannot happen (only activations leave Activating); do not
+                // leak a live actor nobody routes to.
+                actor.stop();
+            }
+            return;
+        };
+        match result {
+            Ok(actor) => {
+                self.activations.fetch_add(1, Ordering::Relaxed);
+                let mut undelivered = Vec::new();
+                for Pending { msg, notify } in buffer {
+                    let refused = msg.and_then(|msg| actor.push_msg(msg).err());
+                    match (refused, notify) {
+                        (None, Some(notify)) => {
+                            let _ = notify.send(Ok(()));
+                        }
+                        (None, None) => {}
+                        (Some(msg), notify) => undelivered.push(Pending {
+                            msg: Some(msg),
+                            notify,
+                        }),
+                    }
+                }
+                let slot = if undelivered.is_empty() {
+                    Slot::Live {
+                        actor,
+                        activity: 0,
+                        seen: self.tick.load(Ordering::Relaxed),
+                        stats,
+                        waiters: Vec::new(),
+                    }
+                } else {
+                    // It stopped before it got them: they wait for the next one.
+                    Slot::Passivating {
+                        actor,
+                        buffer: undelivered,
+                        stats,
+                        waiters: Vec::new(),
+                        accepted: false,
+                    }
+                };
+                shard.insert(id, slot);
+                drop(shard);
+                if self
+                    .max_live
+                    .is_some_and(|max| self.live.load(Ordering::Relaxed) > max)
+                {
+                    self.changed.notify_waiters();
+                }
+            }
+            Err(err) => {
+                drop(shard);
+                self.gone();
+                tracing::warn!(actor.id = %id, error = %err, "virtual actor activation failed");
+                let source = Arc::new(err);
+                self.bounce(
+                    buffer,
+                    &VirtualError::Activation {
+                        id,
+                        source: Arc::clone(&source),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Returns undeliverable messages to their senders; counts the others.
+    fn bounce(&self, buffer: Vec<Pending<A::Msg>>, error: &VirtualError) {
+        for Pending { msg, notify } in buffer {
+            match notify {
+                Some(notify) => {
+                    let _ = notify.send(Err(error.clone()));
+                }
+                None if msg.is_some() => {
+                    self.dead_letters.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %error, "a message to a virtual actor could not be delivered");
+                }
+                None => {}
+            }
+            drop(msg);
+        }
+    }
+
+    /// One id fewer is live.
+    fn gone(&self) {
+        self.live.fetch_sub(1, Ordering::AcqRel);
+        self.changed.notify_waiters();
+    }
+}
+
+impl<A: PersistentActor> Gate for Inner<A> {
+    fn begin(&self, id: ActorId, token: u64) -> bool {
+        let mut shard = lock(self.shard(id));
+        let accept = match shard.get(&id) {
+            Some(Slot::Live {
+                activity, stats, ..
+            }) => {
+                token == FORCE
+                    || (*activity & !PASSIVATE == token & !PASSIVATE
+                        && stats.asks.load(Ordering::Acquire) == 0)
+            }
+            _ => false,
+        };
+        if !accept {
+            if let Some(Slot::Live { waiters, .. }) = shard.get_mut(&id) {
+                for waiter in waiters.drain(..) {
+                    let _ = waiter.send(Ok(false));
+                }
+            }
+            return false;
+        }
+        if let Some(Slot::Live {
+            actor,
+            stats,
+            waiters,
+            ..
+        }) = shard.remove(&id)
+        {
+            shard.insert(
+                id,
+                Slot::Passivating {
+                    actor,
+                    buffer: Vec::new(),
+                    stats,
+                    waiters,
+                    accepted: true,
+                },
+            );
+        }
+        true
+    }
+
+    fn abort(&self, id: ActorId, error: &PersistenceError) {
+        self.failed_passivations.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(actor.id = %id, error = %error, "passivation's final save failed; the actor stays live");
+        let mut shard = lock(self.shard(id));
+        let Some(Slot::Passivating {
+            actor,
+            buffer,
+            stats,
+            waiters,
+            ..
+        }) = shard.remove(&id)
+        else {
+            return;
+        };
+        let source = Arc::new(PersistenceError::Write {
+            id,
+            source: anyhow::anyhow!("{error}"),
+        });
+        for waiter in waiters {
+            let _ = waiter.send(Err(VirtualError::Passivation {
+                id,
+                source: Arc::clone(&source),
+            }));
+        }
+        let mut activity = 0;
+        for Pending { msg, notify } in buffer {
+            if let Some(msg) = msg {
+                // The actor is live (it is running this very call).
+                let _ = actor.push_msg(msg);
+                activity += 1;
+            }
+            if let Some(notify) = notify {
+                let _ = notify.send(Ok(()));
+            }
+        }
+        shard.insert(
+            id,
+            Slot::Live {
+                actor,
+                activity,
+                seen: self.tick.load(Ordering::Relaxed),
+                stats,
+                waiters: Vec::new(),
+            },
+        );
+    }
+
+    fn stopped(&self, id: ActorId, unhandled: usize) {
+        if unhandled > 0 {
+            self.dead_letters
+                .fetch_add(unhandled as u64, Ordering::Relaxed);
+            tracing::warn!(actor.id = %id, unhandled, "a virtual actor stopped with messages unhandled");
+        }
+        let mut shard = lock(self.shard(id));
+        let (actor, buffer) = match shard.remove(&id) {
+            Some(Slot::Passivating {
+                actor,
+                buffer,
+                waiters,
+                accepted,
+                ..
+            }) => {
+                for waiter in waiters {
+                    let _ = waiter.send(Ok(accepted));
+                }
+                if accepted {
+                    self.passivations.fetch_add(1, Ordering::Relaxed);
+                }
+                (actor, buffer)
+            }
+            Some(Slot::Live { actor, waiters, .. }) => {
+                for waiter in waiters {
+                    let _ = waiter.send(Ok(false));
+                }
+                (actor, Vec::new())
+            }
+            Some(activating @ Slot::Activating { .. }) => {
+                // Another activation owns the slot now.
+                shard.insert(id, activating);
+                return;
+            }
+            None => return,
+        };
+        if buffer.is_empty() {
+            drop(shard);
+            drop(actor);
+            self.gone();
+            return;
+        }
+        if self.closed.load(Ordering::Acquire) {
+            drop(shard);
+            self.gone();
+            self.bounce(buffer, &VirtualError::Closed { id });
+            return;
+        }
+        // Messages came while it was stopping: the next activation gets them.
+        shard.insert(
+            id,
+            Slot::Activating {
+                buffer,
+                stats: Arc::new(SlotStats::default()),
+            },
+        );
+        drop(shard);
+        self.start_activation(id, Some(actor.downgrade()));
+    }
+}
+
+/// The idle sweeper of a handle: every `period`, asks the idle actors (and the
+/// least recently used ones over the cap) to passivate. Ends with the handle.
+async fn sweep<A: PersistentActor>(inner: Weak<Inner<A>>, period: Duration) {
+    let mut interval = tokio::time::interval(period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    interval.tick().await;
+    loop {
+        let changed = match inner.upgrade() {
+            Some(inner) => {
+                let inner2 = Arc::clone(&inner);
+                let wait = async move { inner2.changed.notified().await };
+                // Not holding the handle while waiting: it ends when the last
+                // user clone is dropped.
+                drop(inner);
+                Box::pin(wait)
+            }
+            None => return,
+        };
+        tokio::select! {
+            _ = interval.tick() => {}
+            () = changed => {}
+        }
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        if Arc::strong_count(&inner) <= 1 && inner.live.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        inner.sweep_once();
+    }
+}
+
+impl<A: PersistentActor> Inner<A> {
+    fn sweep_once(&self) {
+        let now = self.tick.fetch_add(1, Ordering::Relaxed) + 1;
+        let over = self.max_live.map_or(0, |max| {
+            self.live.load(Ordering::Relaxed).saturating_sub(max)
+        });
+        let mut oldest: Vec<(u64, ActorId)> = Vec::new();
+        for shard in self.shards.iter() {
+            for (id, slot) in lock(shard).iter() {
+                let Slot::Live {
+                    actor,
+                    activity,
+                    seen,
+                    stats,
+                    ..
+                } = slot
+                else {
+                    continue;
+                };
+                if stats.asks.load(Ordering::Relaxed) > 0 {
+                    continue;
+                }
+                let token = PASSIVATE | (*activity & !PASSIVATE);
+                if self
+                    .idle_ticks
+                    .is_some_and(|idle| now.saturating_sub(*seen) >= idle)
+                {
+                    actor.wake(token);
+                } else if over > 0 {
+                    oldest.push((*seen, *id));
+                }
+            }
+        }
+        if over > 0 {
+            oldest.sort_unstable();
+            for (_, id) in oldest.into_iter().take(over) {
+                let shard = lock(self.shard(id));
+                if let Some(Slot::Live {
+                    actor, activity, ..
+                }) = shard.get(&id)
+                {
+                    actor.wake(PASSIVATE | (*activity & !PASSIVATE));
+                }
+            }
+        }
+    }
+}
