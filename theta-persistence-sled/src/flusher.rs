@@ -419,7 +419,7 @@ mod tests {
         }
         let all = async {
             while let Some(result) = tasks.join_next().await {
-                assert!(result.expect("join").is_ok());
+                result.expect("join").expect("flush");
             }
         };
         tokio::time::timeout(TIMEOUT, all).await.expect("timed out");

@@ -23,7 +23,7 @@
 //! durability levels, [`SledStorage::close`] for shutting down, and the crate's
 //! `ARCHITECTURE.md` for the write, flush and recovery paths.
 //!
-//! Cargo feature `failpoints` (tests only): [`SledStorage::fail_next_sync`]
+//! Cargo feature `failpoints` (tests only): `SledStorage::fail_next_sync`
 //! makes the next flush fail.
 
 #![warn(missing_docs)]

@@ -192,7 +192,15 @@ mod tests {
     fn a_missing_record_is_damage_only_in_a_marked_store_with_data() {
         assert_eq!(check(Found::Absent, &census(0, 0, 0), true), Ok(()));
         assert_eq!(check(Found::Absent, &census(3, 3, 1), false), Ok(()));
-        assert!(check(Found::Absent, &census(3, 3, 1), true).is_err());
-        assert!(check(Found::Unreadable { len: 7 }, &census(0, 0, 0), false).is_err());
+        let missing = check(Found::Absent, &census(3, 3, 1), true).unwrap_err();
+        assert!(
+            missing.contains("`ACKED`) is missing while the tree holds 3 ids"),
+            "{missing}"
+        );
+        let damaged = check(Found::Unreadable { len: 7 }, &census(0, 0, 0), false).unwrap_err();
+        assert!(
+            damaged.contains("`ACKED`, 7 bytes) is damaged"),
+            "{damaged}"
+        );
     }
 }

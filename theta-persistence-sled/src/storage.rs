@@ -85,7 +85,7 @@ const LANES: usize = 256;
 ///
 /// ```
 /// use theta::ActorId;
-/// use theta::persistence::{PersistentStorage, SnapshotNotFound, envelope::Seal};
+/// use theta::persistence::{PersistentStorage, SnapshotNotFound, StaleSnapshot, envelope::Seal};
 /// use theta_persistence_sled::SledStorage;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
@@ -102,7 +102,8 @@ const LANES: usize = 256;
 /// assert_eq!(storage.try_read(id).await?, snapshot);
 ///
 /// // An older snapshot never replaces a newer one.
-/// assert!(storage.try_write(id, seal.sequence(0).seal(b"old state")).await.is_err());
+/// let stale = storage.try_write(id, seal.sequence(0).seal(b"old state")).await;
+/// assert!(stale.unwrap_err().is::<StaleSnapshot>());
 /// assert_eq!(storage.try_list().await?, vec![id]);
 ///
 /// storage.close().await?;
@@ -364,7 +365,8 @@ impl SledStorage {
     /// // Same database, acknowledging saves before they reach the disk.
     /// let fast = durable.clone().with_durability(Durability::Volatile)?;
     /// assert_eq!(fast.durability(), Durability::Volatile);
-    /// assert!(durable.clone().with_durability(Durability::ProcessKill).is_err());
+    /// let refused = durable.clone().with_durability(Durability::ProcessKill);
+    /// assert_eq!(refused.unwrap_err().requested, Durability::ProcessKill);
     /// # Ok(())
     /// # }
     /// ```
