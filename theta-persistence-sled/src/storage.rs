@@ -277,7 +277,13 @@ impl SledStorage {
             }
             None => None,
         };
-        let generation = census.generation.saturating_add(1);
+        // `ACKED` records the generation too: a generation key that damage
+        // reverted cannot bring back the epochs of an earlier run.
+        let recorded = match found {
+            Some(acked::Found::Record(record, _)) => record.generation,
+            _ => 0,
+        };
+        let generation = census.generation.max(recorded).saturating_add(1);
         let files = dir
             .map(|dir| FileSync::new(dir).map_err(|e| SledError::io("opening", &dir.join("db"), e)))
             .transpose()?;

@@ -754,3 +754,28 @@ async fn from_db_at_checks_and_syncs_the_named_directory() {
     let storage = SledStorage::open(&path).unwrap();
     assert_eq!(read(&storage, id).await, snapshot(id, 1, b"s"));
 }
+
+/// Epochs start above the generation; `ACKED` keeps the generation too, so a
+/// reverted generation key does not bring an earlier run's epochs back.
+#[tokio::test]
+async fn the_generation_never_goes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    for _ in 0..3 {
+        let storage = SledStorage::open(&path).unwrap();
+        within(storage.close()).await.unwrap();
+    }
+    {
+        let db = sled::open(&path).unwrap();
+        let tree = db.open_tree(TREE_NAME).unwrap();
+        let key: Vec<u8> = [&[0xff; 16][..], b"theta/generation"].concat();
+        assert_eq!(
+            tree.get(&key).unwrap().as_deref(),
+            Some(&3u64.to_le_bytes()[..])
+        );
+        tree.insert(&key, &1u64.to_le_bytes()[..]).unwrap();
+        db.flush().unwrap();
+    }
+    let storage = SledStorage::open(&path).unwrap();
+    assert_eq!(storage.generation(), 4);
+}
