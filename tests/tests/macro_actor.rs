@@ -7,7 +7,10 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use theta::persistence::{MemoryStorage, SnapshotPolicy};
+use theta::persistence::{
+    Codec, Compression, MemoryStorage, PersistenceError, Restore, RestoreArgs, SharedStorage,
+    SnapshotPolicy, decode_payload,
+};
 use theta::prelude::*;
 
 /// Every await goes through this, so a hang fails the test instead of stalling it.
@@ -325,4 +328,410 @@ async fn snapshot_type_restores_through_its_own_args() {
     assert_eq!((hits, a), (2, None));
     let (_, rebuilt) = within(restored.ask(Lookup("rebuilt"))).await.unwrap();
     assert_eq!(rebuilt.as_deref(), Some("yes"));
+}
+
+// ---------------------------------------------------------------------------
+// `runtime_args = T`: a storage handle the actor saves with, supplied at every
+// (re)spawn and never stored; `Restore` builds the actor from snapshot + handle.
+
+struct Journal {
+    lines: Vec<String>,
+    storage: SharedStorage,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct JournalSnapshot {
+    lines: Vec<String>,
+}
+
+impl From<&Journal> for JournalSnapshot {
+    fn from(journal: &Journal) -> Self {
+        Self {
+            lines: journal.lines.clone(),
+        }
+    }
+}
+
+/// Appended and saved by hand through the runtime-args handle.
+struct Commit(&'static str);
+/// Appended, not saved.
+struct Append(&'static str);
+struct Lines;
+struct Crash;
+
+#[actor(
+    "3b7e9d10-6c2f-4a8e-9b1d-5f4e3a2c1b01",
+    snapshot = JournalSnapshot,
+    runtime_args = SharedStorage
+)]
+impl Actor for Journal {
+    const _: () = {
+        async |Commit(line): Commit| -> Result<(), String> {
+            self.lines.push(line.to_owned());
+            ctx.save_snapshot(&self.storage, self)
+                .await
+                .map_err(|e| e.to_string())
+        };
+        async |Append(line): Append| {
+            self.lines.push(line.to_owned());
+        };
+        async |_: Lines| -> Vec<String> { self.lines.clone() };
+        async |_: Crash| {
+            panic!("journal crashed");
+        };
+    };
+}
+
+impl Restore for Journal {
+    async fn restore(
+        _ctx: Context<Self>,
+        snapshot: &JournalSnapshot,
+        storage: &SharedStorage,
+    ) -> Self {
+        Journal {
+            lines: snapshot.lines.clone(),
+            storage: storage.clone(),
+        }
+    }
+}
+
+/// Parent of journals, so a journal's panic is supervised (restarted).
+#[derive(Debug, Clone, ActorArgs)]
+struct Desk;
+
+struct Open(SharedStorage, ActorId);
+
+#[actor("3b7e9d10-6c2f-4a8e-9b1d-5f4e3a2c1b02")]
+impl Actor for Desk {
+    const _: () = {
+        async |Open(storage, id): Open| -> Result<ActorRef<Journal>, String> {
+            let empty = || RestoreArgs::new(JournalSnapshot { lines: Vec::new() }, storage.clone());
+            ctx.respawn_or(&storage, id, || storage.clone(), empty)
+                .await
+                .map_err(|e| e.to_string())
+        };
+    };
+}
+
+fn assert_restored_with<A, S, R>()
+where
+    A: PersistentActor<Snapshot = S, RuntimeArgs = R, ActorArgs = RestoreArgs<A>> + Restore,
+{
+}
+
+#[tokio::test]
+async fn runtime_args_reach_the_actor_at_spawn_restart_and_respawn() {
+    assert_restored_with::<Journal, JournalSnapshot, SharedStorage>();
+    let storage = MemoryStorage::new();
+    let shared = SharedStorage::new(storage.clone());
+    let id = ActorId::new_v4();
+    let root = RootContext::default();
+    let desk = root.spawn(Desk);
+
+    // No snapshot yet: started from the empty `RestoreArgs`.
+    let journal = within(desk.ask(Open(shared.clone(), id)))
+        .await
+        .unwrap()
+        .unwrap();
+    within(journal.ask(Commit("a"))).await.unwrap().unwrap();
+    within(journal.ask(Append("not saved"))).await.unwrap();
+    assert_eq!(
+        within(journal.ask(Lines)).await.unwrap(),
+        ["a", "not saved"]
+    );
+
+    // A restart rebuilds from the latest snapshot with a clone of the handle,
+    // which still saves.
+    assert!(within(journal.ask(Crash)).await.is_err());
+    assert_eq!(within(journal.ask(Lines)).await.unwrap(), ["a"]);
+    within(journal.ask(Commit("b"))).await.unwrap().unwrap();
+    journal.stop();
+    within(journal.stopped()).await;
+
+    // `respawn` takes the runtime args by value.
+    let restored: ActorRef<Journal> = within(root.respawn(&storage, id, shared.clone()))
+        .await
+        .unwrap();
+    assert_eq!(within(restored.ask(Lines)).await.unwrap(), ["a", "b"]);
+    within(restored.ask(Commit("c"))).await.unwrap().unwrap();
+    restored.stop();
+    within(restored.stopped()).await;
+
+    // `respawn_or` restores too when a snapshot exists.
+    let again = within(desk.ask(Open(shared, id))).await.unwrap().unwrap();
+    assert_eq!(within(again.ask(Lines)).await.unwrap(), ["a", "b", "c"]);
+}
+
+// `snapshot` (the actor is its own snapshot) with runtime args that have a
+// default, so `spawn_persistent` works; and `schema_version`.
+
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Greeting(String);
+
+#[derive(Debug, Clone, Serialize, Deserialize, ActorArgs)]
+struct Visits {
+    count: u64,
+    #[serde(skip)]
+    greeting: String,
+}
+
+struct Visit;
+struct SaveVisits(SharedStorage);
+
+#[actor(
+    "3b7e9d10-6c2f-4a8e-9b1d-5f4e3a2c1b03",
+    snapshot,
+    runtime_args = Greeting,
+    schema_version = 3
+)]
+impl Actor for Visits {
+    const _: () = {
+        async |_: Visit| -> String {
+            self.count += 1;
+            format!("{} #{}", self.greeting, self.count)
+        };
+        async |SaveVisits(storage): SaveVisits| -> bool {
+            ctx.save_snapshot(&storage, self).await.is_ok()
+        };
+    };
+}
+
+impl Restore for Visits {
+    async fn restore(_ctx: Context<Self>, snapshot: &Visits, greeting: &Greeting) -> Self {
+        Visits {
+            greeting: greeting.0.clone(),
+            ..snapshot.clone()
+        }
+    }
+}
+
+#[tokio::test]
+async fn default_runtime_args_allow_spawn_persistent() {
+    assert_restored_with::<Visits, Visits, Greeting>();
+    assert_eq!(<Visits as PersistentActor>::SCHEMA_VERSION, 3);
+    let storage = MemoryStorage::new();
+    let id = ActorId::new_v4();
+    let root = RootContext::default();
+
+    // Fresh from the actor's own (derived) args; the greeting is not stored.
+    let fresh = Visits {
+        count: 0,
+        greeting: "hi".to_owned(),
+    };
+    let visits = within(root.spawn_persistent(&storage, id, fresh))
+        .await
+        .unwrap();
+    assert_eq!(within(visits.ask(Visit)).await.unwrap(), "hi #1");
+    let shared = SharedStorage::new(storage.clone());
+    assert!(within(visits.ask(SaveVisits(shared))).await.unwrap());
+    visits.stop();
+    within(visits.stopped()).await;
+
+    let restored: ActorRef<Visits> =
+        within(root.respawn(&storage, id, Greeting("hello".to_owned())))
+            .await
+            .unwrap();
+    assert_eq!(within(restored.ask(Visit)).await.unwrap(), "hello #2");
+}
+
+// ---------------------------------------------------------------------------
+// `schema_version = N, migrate = f`: snapshots of older versions go through `f`.
+// The three types share one actor type uuid: they are one actor type at three
+// points of its history.
+
+/// Version 0: whole units, saved by the macro's default schema version 0.
+#[derive(Debug, Clone, Serialize, Deserialize, ActorArgs)]
+struct WalletV0 {
+    owner: String,
+    units: i64,
+}
+
+struct SaveWallet(SharedStorage);
+
+#[actor("3b7e9d10-6c2f-4a8e-9b1d-5f4e3a2c1b04", snapshot)]
+impl Actor for WalletV0 {
+    const _: () = {
+        async |SaveWallet(storage): SaveWallet| -> bool {
+            ctx.save_snapshot(&storage, self).await.is_ok()
+        };
+    };
+}
+
+/// Version 1: cents.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ActorArgs)]
+struct Wallet {
+    owner: String,
+    cents: i64,
+}
+
+struct Balance;
+
+#[actor(
+    "3b7e9d10-6c2f-4a8e-9b1d-5f4e3a2c1b04",
+    snapshot,
+    schema_version = 1,
+    migrate = wallet_from_older
+)]
+impl Actor for Wallet {
+    const _: () = {
+        async |_: Balance| -> Wallet { self.clone() };
+    };
+}
+
+fn wallet_from_older(from_version: u32, payload: &[u8]) -> Result<Wallet, anyhow::Error> {
+    match from_version {
+        0 => {
+            let old: WalletV0 = decode_payload(payload)?;
+            Ok(Wallet {
+                owner: old.owner,
+                cents: old.units * 100,
+            })
+        }
+        other => anyhow::bail!("unknown wallet schema version {other}"),
+    }
+}
+
+/// Version 1 without a migration: older snapshots are refused.
+#[derive(Debug, Clone, Serialize, Deserialize, ActorArgs)]
+struct StrictWallet {
+    owner: String,
+    cents: i64,
+}
+
+#[actor("3b7e9d10-6c2f-4a8e-9b1d-5f4e3a2c1b04", snapshot, schema_version = 1)]
+impl Actor for StrictWallet {}
+
+#[tokio::test]
+async fn an_older_snapshot_is_migrated_by_the_migrate_option() {
+    assert_eq!(<Wallet as PersistentActor>::SCHEMA_VERSION, 1);
+    assert_eq!(<WalletV0 as PersistentActor>::SCHEMA_VERSION, 0);
+    let storage = MemoryStorage::new();
+    let shared = SharedStorage::new(storage.clone());
+    let id = ActorId::new_v4();
+    let root = RootContext::default();
+
+    let old = within(root.spawn_persistent(
+        &storage,
+        id,
+        WalletV0 {
+            owner: "ada".to_owned(),
+            units: 7,
+        },
+    ))
+    .await
+    .unwrap();
+    assert!(within(old.ask(SaveWallet(shared))).await.unwrap());
+    old.stop();
+    within(old.stopped()).await;
+
+    let wallet: ActorRef<Wallet> = within(root.respawn(&storage, id, ())).await.unwrap();
+    assert_eq!(
+        within(wallet.ask(Balance)).await.unwrap(),
+        Wallet {
+            owner: "ada".to_owned(),
+            cents: 700,
+        }
+    );
+    wallet.stop();
+    within(wallet.stopped()).await;
+
+    // Without `migrate` the same bytes are refused, never misread.
+    let err = within(root.respawn::<_, StrictWallet>(&storage, id, ()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PersistenceError::Migration {
+                found: 0,
+                current: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(err.actor_id(), id);
+}
+
+// ---------------------------------------------------------------------------
+// `codec = ".."`, `compression = ".."`: the payload format of the actor type.
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ActorArgs)]
+struct Plain {
+    words: Vec<String>,
+}
+
+struct Say(&'static str);
+struct Words;
+struct SavePlain(SharedStorage);
+
+#[actor(
+    "3b7e9d10-6c2f-4a8e-9b1d-5f4e3a2c1b05",
+    snapshot,
+    codec = "bincode",
+    compression = "none"
+)]
+impl Actor for Plain {
+    const _: () = {
+        async |Say(word): Say| {
+            self.words.push(word.to_owned());
+        };
+        async |_: Words| -> Vec<String> { self.words.clone() };
+        async |SavePlain(storage): SavePlain| -> Result<(), String> {
+            ctx.save_snapshot(&storage, self)
+                .await
+                .map_err(|e| e.to_string())
+        };
+    };
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ActorArgs)]
+struct Packed;
+
+#[actor(
+    "3b7e9d10-6c2f-4a8e-9b1d-5f4e3a2c1b06",
+    snapshot,
+    codec = "msgpack",
+    compression = "zstd"
+)]
+impl Actor for Packed {}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ActorArgs)]
+struct Quick;
+
+#[actor("3b7e9d10-6c2f-4a8e-9b1d-5f4e3a2c1b07", snapshot, compression = "lz4")]
+impl Actor for Quick {}
+
+#[test]
+fn codec_and_compression_options_set_the_actor_types_format() {
+    assert_eq!(<Plain as PersistentActor>::CODEC, Codec::Bincode);
+    assert_eq!(<Plain as PersistentActor>::COMPRESSION, Compression::None);
+    assert_eq!(<Packed as PersistentActor>::CODEC, Codec::MessagePack);
+    assert_eq!(<Packed as PersistentActor>::COMPRESSION, Compression::Zstd);
+    // Options left out keep the trait's defaults.
+    assert_eq!(<Quick as PersistentActor>::CODEC, Codec::Bincode);
+    assert_eq!(<Quick as PersistentActor>::COMPRESSION, Compression::Lz4);
+    assert_eq!(<Tally as PersistentActor>::CODEC, Codec::Bincode);
+    assert_eq!(<Tally as PersistentActor>::COMPRESSION, Compression::None);
+}
+
+#[tokio::test]
+async fn an_actor_with_an_explicit_codec_saves_and_restores() {
+    let storage = MemoryStorage::new();
+    let id = ActorId::new_v4();
+    let root = RootContext::default();
+    let plain = within(root.spawn_persistent(&storage, id, Plain { words: Vec::new() }))
+        .await
+        .unwrap();
+    plain.tell(Say("one")).unwrap();
+    plain.tell(Say("two")).unwrap();
+    within(plain.ask(SavePlain(SharedStorage::new(storage.clone()))))
+        .await
+        .unwrap()
+        .unwrap();
+    plain.stop();
+    within(plain.stopped()).await;
+
+    let restored: ActorRef<Plain> = within(root.respawn(&storage, id, ())).await.unwrap();
+    assert_eq!(within(restored.ask(Words)).await.unwrap(), ["one", "two"]);
 }

@@ -5,7 +5,7 @@ use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::{Data, DeriveInput};
 
-use crate::parse::Errors;
+use crate::errors::Errors;
 
 pub(crate) fn derive_actor_args(input: TokenStream) -> TokenStream {
     let input: DeriveInput = match syn::parse2(input) {

@@ -9,7 +9,10 @@ use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Expr, Ident, LitInt, Type};
 
-use crate::parse::{ActorAttr, ActorImpl, ActorItem, Errors, Handler};
+use crate::attr::ActorAttr;
+use crate::errors::Errors;
+use crate::parse::{ActorImpl, ActorItem, Handler};
+use crate::persist::persistent_impl;
 use crate::validate::validate;
 
 fn expand(attr: &ActorAttr, actor: &ActorImpl) -> TokenStream {
@@ -130,6 +133,13 @@ fn expand(attr: &ActorAttr, actor: &ActorImpl) -> TokenStream {
     };
 
     let persistent_impl = persistent_impl(attr, self_ty);
+    // Syntax errors rustc has reported: emitted again so that a piece syn cannot
+    // parse but rustc can is not dropped without a word; rustc shows the same
+    // error at the same tokens once, and compiles nothing under `cfg(any())`.
+    let broken = actor
+        .broken
+        .iter()
+        .map(|tokens| quote!(const _: () = { #[cfg(any())] #tokens };));
 
     quote! {
         const _: () = {
@@ -149,6 +159,8 @@ fn expand(attr: &ActorAttr, actor: &ActorImpl) -> TokenStream {
             #actor_impl
 
             #persistent_impl
+
+            #(#broken)*
         };
     }
 }
@@ -169,6 +181,13 @@ fn enum_name(self_ty: &Type) -> Ident {
 /// any async method. `self` and `ctx` carry the closure's span so the user's body
 /// resolves them; the message local is mixed-site so it never shadows user names.
 ///
+/// The pattern is bound with `let .. else` (which accepts any pattern) and checked
+/// for refutability as the argument of a closure that is never called: rustc then
+/// reports "refutable pattern in closure argument" at the pattern, where a plain
+/// `let` would suggest adding `else { .. }` after the attribute. Type and name
+/// errors in the pattern are the same diagnostic at the same tokens in both
+/// places, which rustc reports once.
+///
 /// Internal names start with `__theta`: hygiene covers locals, not items, so a
 /// user *constant* named like a binding here would turn it into a constant pattern.
 fn handler_method(handler: &Handler, method: &Ident) -> TokenStream {
@@ -179,19 +198,44 @@ fn handler_method(handler: &Handler, method: &Ident) -> TokenStream {
         msg_ty,
         ret,
         body,
+        check_pattern,
+        stub,
     } = handler;
     let self_token = quote_spanned!(*span=> self);
     let ctx = Ident::new("ctx", *span);
     let msg = Ident::new("__theta_msg", Span::mixed_site());
     let ret = ret.as_ref().map(|ty| quote!(-> #ty));
-    // The block's statements are spliced into the method body: a nested block
-    // would trip `unused_braces` on the user's `{ self.value }`.
-    let body = match body {
-        Expr::Block(block) if block.label.is_none() && block.attrs.is_empty() => {
-            let stmts = &block.block.stmts;
-            quote!(#(#stmts)*)
+    let body = if *stub {
+        // Already reported: keep the method's signature for callers, compile no body.
+        quote! {
+            let _ = (#self_token, #ctx, #msg);
+            ::core::unreachable!()
         }
-        other => quote!(#other),
+    } else {
+        // The block's statements are spliced into the method body: a nested block
+        // would trip `unused_braces` on the user's `{ self.value }`.
+        let body = match body {
+            Expr::Block(block) if block.label.is_none() && block.attrs.is_empty() => {
+                let stmts = &block.block.stmts;
+                quote!(#(#stmts)*)
+            }
+            other => quote!(#other),
+        };
+        let check = check_pattern.then(|| {
+            quote! {
+                #[allow(unused, clippy::all)]
+                let _ = |#pat: #msg_ty| {};
+            }
+        });
+        quote! {
+            let _ = #ctx;
+            #check
+            #[allow(irrefutable_let_patterns)]
+            let #pat: #msg_ty = #msg else {
+                ::core::unreachable!()
+            };
+            #body
+        }
     };
     quote! {
         #(#attrs)*
@@ -201,49 +245,13 @@ fn handler_method(handler: &Handler, method: &Ident) -> TokenStream {
             #ctx: &::theta::__private::Context<Self>,
             #msg: #msg_ty,
         ) #ret {
-            let _ = #ctx;
-            let #pat = #msg;
             #body
         }
     }
 }
 
-/// `snapshot` / `snapshot = S`: the `PersistentActor` impl, spanned at the flag so
-/// a missing `Serialize` or `From<&T>` is reported there.
-fn persistent_impl(attr: &ActorAttr, self_ty: &Type) -> Option<TokenStream> {
-    let flag = attr.snapshot.as_ref()?;
-    let span = flag.span;
-    let snapshot_ty = match &flag.ty {
-        Some(ty) => quote!(#ty),
-        // Re-spanned: a missing `Serialize` on the actor is reported at `snapshot`.
-        None => respan(self_ty.to_token_stream(), span),
-    };
-    let snapshot = Ident::new("__theta_snapshot", Span::mixed_site());
-    let policy = policy(attr).map(|policy| {
-        quote_spanned! {span=>
-            fn snapshot_policy() -> ::theta::__private::SnapshotPolicy {
-                #policy
-            }
-        }
-    });
-    Some(quote_spanned! {span=>
-        #[automatically_derived]
-        impl ::theta::__private::PersistentActor for #self_ty {
-            type Snapshot = #snapshot_ty;
-            type RuntimeArgs = ();
-            type ActorArgs = #snapshot_ty;
-
-            fn persistent_args(#snapshot: #snapshot_ty, _: ()) -> #snapshot_ty {
-                #snapshot
-            }
-
-            #policy
-        }
-    })
-}
-
 /// `tokens` with every `Self` replaced by `self_ty`.
-fn replace_self(tokens: TokenStream, self_ty: &TokenStream) -> TokenStream {
+pub(crate) fn replace_self(tokens: TokenStream, self_ty: &TokenStream) -> TokenStream {
     tokens
         .into_iter()
         .flat_map(|tree| match tree {
@@ -257,45 +265,6 @@ fn replace_self(tokens: TokenStream, self_ty: &TokenStream) -> TokenStream {
             other => other.into(),
         })
         .collect()
-}
-
-/// `tokens` with every span set to `span` (interpolation keeps the tokens' own
-/// spans otherwise).
-fn respan(tokens: TokenStream, span: Span) -> TokenStream {
-    tokens
-        .into_iter()
-        .map(|mut tree| {
-            if let TokenTree::Group(group) = &tree {
-                let mut respanned = Group::new(group.delimiter(), respan(group.stream(), span));
-                respanned.set_span(span);
-                tree = TokenTree::Group(respanned);
-            } else {
-                tree.set_span(span);
-            }
-            tree
-        })
-        .collect()
-}
-
-fn policy(attr: &ActorAttr) -> Option<TokenStream> {
-    if attr.snapshot_every.is_none()
-        && attr.snapshot_interval_ms.is_none()
-        && attr.snapshot_on_stop.is_none()
-    {
-        return None;
-    }
-    let every = attr.snapshot_every.as_ref().map(|every| {
-        let n = every.value;
-        quote!(.every_n_messages(#n))
-    });
-    let interval = attr.snapshot_interval_ms.as_ref().map(|interval| {
-        let ms = interval.value;
-        quote!(.every_interval(::core::time::Duration::from_millis(#ms)))
-    });
-    let on_stop = attr.snapshot_on_stop.map(|_| quote!(.on_graceful_stop()));
-    Some(quote! {
-        ::theta::__private::SnapshotPolicy::new() #every #interval #on_stop
-    })
 }
 
 /// `#[actor(attr)] item`: parse, validate, generate, and report every error next

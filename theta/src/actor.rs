@@ -1,14 +1,23 @@
-//! The [`Actor`] and [`ActorArgs`] traits: what an actor is and how it starts.
+//! The [`Actor`] and [`ActorArgs`] traits: what an actor is and how it starts, and
+//! the [`Context`] type its handlers get.
+//!
+//! `Context` is declared here because the `Actor` trait names it and it names the
+//! trait; what a context does is in `context.rs`.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::context::Context;
+use crate::cell::ActorCell;
 use crate::supervision::{Decision, ExitReason, Failure};
 
-/// Identifies one actor instance. Persistent actors keep their id across restarts
-/// and processes; it is the key their snapshots are stored under.
-pub type ActorId = uuid::Uuid;
+/// An actor's handle to itself and to the runtime, passed to every handler and hook.
+///
+/// Cheap to clone (one pointer). Children spawned through it are supervised by
+/// this actor and stopped before it stops.
+pub struct Context<A: Actor> {
+    pub(crate) cell: Arc<ActorCell<A::Msg>>,
+}
 
 /// A unit of state that handles messages one at a time.
 ///

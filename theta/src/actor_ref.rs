@@ -21,24 +21,28 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::Sleep;
 
-use crate::actor::{Actor, ActorId};
+use crate::actor::Actor;
+use crate::cell::{ActorCell, Item, Signal};
+use crate::control::Control;
 use crate::error::{AskError, SendError};
+use crate::id::ActorId;
 use crate::message::{Message, Reply};
-use crate::runtime::{ActorCell, Envelope, Signal};
 use crate::supervision::ExitReason;
 
 /// A strong, typed handle to an actor: send it the messages it handles.
+///
+/// One pointer wide; cloning it counts one more strong ref.
 pub struct ActorRef<A: Actor> {
-    tx: mpsc::UnboundedSender<Envelope<A>>,
-    cell: Arc<ActorCell<A>>,
+    cell: Arc<ActorCell<A::Msg>>,
 }
 
 impl<A: Actor> ActorRef<A> {
-    pub(crate) fn new(tx: mpsc::UnboundedSender<Envelope<A>>, cell: Arc<ActorCell<A>>) -> Self {
-        Self { tx, cell }
+    /// Wraps a cell whose ref count already includes this ref.
+    pub(crate) fn from_cell(cell: Arc<ActorCell<A::Msg>>) -> Self {
+        Self { cell }
     }
 
     /// The actor's id.
@@ -51,8 +55,9 @@ impl<A: Actor> ActorRef<A> {
     /// Messages from one sender are handled in the order they were sent. Fails only
     /// if the actor has stopped.
     pub fn tell<M: Message<A>>(&self, msg: M) -> Result<(), SendError> {
-        self.tx
-            .send(Envelope::Msg(msg.into_msg(None)))
+        self.cell
+            .mailbox
+            .push(Item::Msg(msg.into_msg(None)))
             .map_err(|_| SendError { id: self.id() })
     }
 
@@ -70,32 +75,38 @@ impl<A: Actor> ActorRef<A> {
 
     /// Asks the actor to stop after the messages already in its mailbox.
     pub fn stop(&self) {
-        let _ = self.tx.send(Envelope::Signal(Signal::Stop));
+        self.cell.signal(Signal::Stop);
     }
 
     /// A weak handle that does not keep the actor alive.
     pub fn downgrade(&self) -> WeakActorRef<A> {
-        WeakActorRef::new(self.tx.downgrade(), Arc::clone(&self.cell))
+        WeakActorRef::new(Arc::clone(&self.cell))
     }
 
     /// Whether the actor has stopped for good.
     pub fn is_stopped(&self) -> bool {
-        self.cell.exit.get().is_some()
+        self.cell.lifecycle().exit().is_some()
     }
 
     /// Waits until the actor has stopped for good (after `on_exit` and its final
     /// snapshot write) and returns why.
     pub fn stopped(&self) -> impl Future<Output = ExitReason> + Send + '_ {
-        self.cell.exit.wait()
+        self.cell.lifecycle().exited()
     }
 }
 
 impl<A: Actor> Clone for ActorRef<A> {
     fn clone(&self) -> Self {
+        self.cell.acquire_ref();
         Self {
-            tx: self.tx.clone(),
             cell: Arc::clone(&self.cell),
         }
+    }
+}
+
+impl<A: Actor> Drop for ActorRef<A> {
+    fn drop(&mut self) {
+        self.cell.release_ref();
     }
 }
 
@@ -124,13 +135,12 @@ impl<A: Actor> fmt::Debug for ActorRef<A> {
 
 /// A handle that does not keep the actor alive; [`upgrade`](Self::upgrade) to send.
 pub struct WeakActorRef<A: Actor> {
-    tx: mpsc::WeakUnboundedSender<Envelope<A>>,
-    cell: Arc<ActorCell<A>>,
+    cell: Arc<ActorCell<A::Msg>>,
 }
 
 impl<A: Actor> WeakActorRef<A> {
-    pub(crate) fn new(tx: mpsc::WeakUnboundedSender<Envelope<A>>, cell: Arc<ActorCell<A>>) -> Self {
-        Self { tx, cell }
+    pub(crate) fn new(cell: Arc<ActorCell<A::Msg>>) -> Self {
+        Self { cell }
     }
 
     /// The actor's id.
@@ -141,29 +151,26 @@ impl<A: Actor> WeakActorRef<A> {
     /// A strong ref, or `None` once every strong ref is gone (the actor is then
     /// draining its mailbox or stopped).
     pub fn upgrade(&self) -> Option<ActorRef<A>> {
-        if self.cell.exit.get().is_some() {
+        if self.cell.lifecycle().exit().is_some() || !self.cell.try_acquire_ref() {
             return None;
         }
-        self.tx
-            .upgrade()
-            .map(|tx| ActorRef::new(tx, Arc::clone(&self.cell)))
+        Some(ActorRef::from_cell(Arc::clone(&self.cell)))
     }
 
     /// Whether the actor has stopped for good.
     pub fn is_stopped(&self) -> bool {
-        self.cell.exit.get().is_some()
+        self.cell.lifecycle().exit().is_some()
     }
 
     /// Waits until the actor has stopped for good and returns why.
     pub fn stopped(&self) -> impl Future<Output = ExitReason> + Send + '_ {
-        self.cell.exit.wait()
+        self.cell.lifecycle().exited()
     }
 }
 
 impl<A: Actor> Clone for WeakActorRef<A> {
     fn clone(&self) -> Self {
         Self {
-            tx: self.tx.clone(),
             cell: Arc::clone(&self.cell),
         }
     }
@@ -228,8 +235,9 @@ impl<'a, A: Actor, M: Message<A>> IntoFuture for Ask<'a, A, M> {
         let (tx, rx) = oneshot::channel();
         let sent = self
             .actor
-            .tx
-            .send(Envelope::Msg(self.msg.into_msg(Some(Reply::new(tx)))));
+            .cell
+            .mailbox
+            .push(Item::Msg(self.msg.into_msg(Some(Reply::new(tx)))));
         let state = match sent {
             Ok(()) => AskState::Waiting(rx),
             Err(_) => AskState::Failed(Some(AskError::Stopped(id))),

@@ -1,42 +1,26 @@
-//! [`Context`] (an actor's view of the runtime) and [`RootContext`] (the owner of a
-//! tree of actors).
+//! What a [`Context`] (an actor's view of the runtime) does, and [`RootContext`]
+//! (the owner of a tree of actors).
 
 use std::any::{Any, type_name};
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::actor::{Actor, ActorArgs, ActorId};
+use crate::actor::{Actor, ActorArgs, Context};
 use crate::actor_ref::{ActorRef, WeakActorRef};
+use crate::attachment::Attachment;
+use crate::control::ParentLink;
 use crate::error::{ShutdownError, SpawnError};
-use crate::runtime::{
-    ActorCell, ArgsDriver, Node, ParentLink, Reservation, Signal, SpawnSite, System,
-};
+use crate::hooks::FromArgs;
+use crate::id::ActorId;
+use crate::registry::Registry;
+use crate::spawn::{Id, Site, Spawner};
 use crate::supervision::{Failure, FailureCause, FailurePhase};
-
-/// An actor's handle to itself and to the runtime, passed to every handler and hook.
-///
-/// Cheap to clone. Children spawned through it are supervised by this actor and
-/// stopped before it stops.
-pub struct Context<A: Actor> {
-    inner: Arc<ContextInner<A>>,
-}
-
-struct ContextInner<A: Actor> {
-    cell: Arc<ActorCell<A>>,
-    system: Arc<System>,
-    parent: Option<Arc<dyn ParentLink>>,
-    children: Node,
-    stop: AtomicBool,
-    #[cfg(feature = "persistence")]
-    persist: std::sync::OnceLock<Arc<crate::persistence::runtime::PersistState>>,
-}
 
 impl<A: Actor> Clone for Context<A> {
     fn clone(&self) -> Self {
         Self {
-            inner: Arc::clone(&self.inner),
+            cell: Arc::clone(&self.cell),
         }
     }
 }
@@ -51,55 +35,28 @@ impl<A: Actor> fmt::Debug for Context<A> {
 }
 
 impl<A: Actor> Context<A> {
-    pub(crate) fn new(
-        cell: Arc<ActorCell<A>>,
-        system: Arc<System>,
-        parent: Option<Arc<dyn ParentLink>>,
-        #[cfg(feature = "persistence")] persist: Option<
-            Arc<crate::persistence::runtime::PersistState>,
-        >,
-    ) -> Self {
-        Self {
-            inner: Arc::new(ContextInner {
-                cell,
-                system,
-                parent,
-                children: Node::default(),
-                stop: AtomicBool::new(false),
-                #[cfg(feature = "persistence")]
-                persist: persist.map(std::sync::OnceLock::from).unwrap_or_default(),
-            }),
-        }
-    }
-
     /// This actor's id.
     pub fn id(&self) -> ActorId {
-        self.inner.cell.id
+        self.cell.id
     }
 
     /// A weak handle to this actor; it does not keep the actor alive.
     pub fn this(&self) -> WeakActorRef<A> {
-        WeakActorRef::new(self.inner.cell.weak_sender(), Arc::clone(&self.inner.cell))
+        WeakActorRef::new(Arc::clone(&self.cell))
     }
 
     /// A [`RootContext`] for the tree this actor lives in: actors spawned through it
     /// are top-level, not children of this actor.
     pub fn root(&self) -> RootContext {
         RootContext {
-            system: Arc::clone(&self.inner.system),
+            registry: Arc::clone(&self.cell.registry),
         }
     }
 
     /// Spawns a child with a fresh id. The child is supervised by this actor and is
     /// stopped before this actor stops or restarts.
     pub fn spawn<B: ActorArgs>(&self, args: B) -> ActorRef<B::Actor> {
-        let reservation = self.inner.system.reserve_new();
-        self.site().spawn(
-            reservation,
-            ArgsDriver(args),
-            #[cfg(feature = "persistence")]
-            None,
-        )
+        spawn_args(self, args)
     }
 
     /// Spawns a child under the given id; fails if an actor with that id is live.
@@ -108,17 +65,7 @@ impl<A: Actor> Context<A> {
         id: ActorId,
         args: B,
     ) -> Result<ActorRef<B::Actor>, SpawnError> {
-        let reservation = self
-            .inner
-            .system
-            .reserve(id)
-            .ok_or(SpawnError::AlreadyRunning(id))?;
-        Ok(self.site().spawn(
-            reservation,
-            ArgsDriver(args),
-            #[cfg(feature = "persistence")]
-            None,
-        ))
+        spawn_args_with_id(self, id, args)
     }
 
     /// Stops this actor after the current handler returns; messages still queued are
@@ -126,43 +73,22 @@ impl<A: Actor> Context<A> {
     /// flag and never waits. From outside a handler, the actor stops after the items
     /// already queued, like [`ActorRef::stop`].
     pub fn stop(&self) {
-        self.inner.stop.store(true, Ordering::Relaxed);
-        self.inner.cell.send_signal(Signal::Stop);
+        self.cell.stop_now();
     }
 
-    pub(crate) fn stop_flag(&self) -> bool {
-        self.inner.stop.load(Ordering::Relaxed)
+    /// The attachment of the layer that spawned this actor, if any.
+    #[allow(dead_code)] // used by the layers above the core, which may be compiled out
+    pub(crate) fn attachment(&self) -> Option<&Arc<dyn Attachment>> {
+        self.cell.attachment.get()
     }
 
-    pub(crate) fn cell(&self) -> &Arc<ActorCell<A>> {
-        &self.inner.cell
-    }
-
-    pub(crate) fn system(&self) -> &Arc<System> {
-        &self.inner.system
-    }
-
-    pub(crate) fn parent(&self) -> Option<&Arc<dyn ParentLink>> {
-        self.inner.parent.as_ref()
-    }
-
-    pub(crate) fn children(&self) -> &Node {
-        &self.inner.children
-    }
-
-    #[cfg(feature = "persistence")]
-    pub(crate) fn persist_slot(
+    /// The attachment, set to `init()` if there is none yet.
+    #[allow(dead_code)] // used by the layers above the core, which may be compiled out
+    pub(crate) fn attachment_or_init(
         &self,
-    ) -> &std::sync::OnceLock<Arc<crate::persistence::runtime::PersistState>> {
-        &self.inner.persist
-    }
-
-    pub(crate) fn site(&self) -> SpawnSite<'_> {
-        SpawnSite {
-            system: &self.inner.system,
-            parent: Some(Arc::clone(&self.inner.cell) as Arc<dyn ParentLink>),
-            node: &self.inner.children,
-        }
+        init: impl FnOnce() -> Arc<dyn Attachment>,
+    ) -> &Arc<dyn Attachment> {
+        self.cell.attachment.get_or_init(init)
     }
 
     pub(crate) fn failure(&self, phase: FailurePhase, cause: FailureCause) -> Failure {
@@ -175,6 +101,22 @@ impl<A: Actor> Context<A> {
         payload: &(dyn Any + Send),
     ) -> Failure {
         Failure::from_panic(self.id(), type_name::<A>(), phase, payload)
+    }
+}
+
+impl<A: Actor> Spawner for Context<A> {
+    fn site(&self) -> Site<'_> {
+        Site {
+            registry: &self.cell.registry,
+            parent: Some((
+                Arc::clone(&self.cell) as Arc<dyn ParentLink>,
+                &self.cell.children,
+            )),
+        }
+    }
+
+    fn registry(&self) -> &Arc<Registry> {
+        &self.cell.registry
     }
 }
 
@@ -214,12 +156,14 @@ impl<A: Actor> Context<A> {
 /// ```
 #[derive(Clone, Default)]
 pub struct RootContext {
-    system: Arc<System>,
+    registry: Arc<Registry>,
 }
 
 impl fmt::Debug for RootContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RootContext").finish_non_exhaustive()
+        f.debug_struct("RootContext")
+            .field("instance", &self.registry.instance)
+            .finish_non_exhaustive()
     }
 }
 
@@ -227,13 +171,7 @@ impl RootContext {
     /// Spawns a top-level actor with a fresh id. A panic in it stops it (there is no
     /// parent to decide otherwise) and is reported as a `tracing` error event.
     pub fn spawn<B: ActorArgs>(&self, args: B) -> ActorRef<B::Actor> {
-        let reservation = self.system.reserve_new();
-        self.site().spawn(
-            reservation,
-            ArgsDriver(args),
-            #[cfg(feature = "persistence")]
-            None,
-        )
+        spawn_args(self, args)
     }
 
     /// Spawns a top-level actor under the given id; fails if an actor with that id is
@@ -243,16 +181,7 @@ impl RootContext {
         id: ActorId,
         args: B,
     ) -> Result<ActorRef<B::Actor>, SpawnError> {
-        let reservation = self
-            .system
-            .reserve(id)
-            .ok_or(SpawnError::AlreadyRunning(id))?;
-        Ok(self.site().spawn(
-            reservation,
-            ArgsDriver(args),
-            #[cfg(feature = "persistence")]
-            None,
-        ))
+        spawn_args_with_id(self, id, args)
     }
 
     /// Stops every actor, children before their parents, and waits for them.
@@ -261,16 +190,16 @@ impl RootContext {
     /// finishes its pending snapshot writes. Actors still running when `timeout`
     /// elapses are aborted (without `on_exit`) and listed in the error.
     pub async fn shutdown(&self, timeout: Duration) -> Result<(), ShutdownError> {
-        for actor in self.system.top.take() {
+        for actor in self.registry.top_level() {
             actor.request_stop();
         }
-        if tokio::time::timeout(timeout, self.system.drained())
+        if tokio::time::timeout(timeout, self.registry.drained())
             .await
             .is_ok()
         {
             return Ok(());
         }
-        let mut not_stopped = self.system.abort_all();
+        let mut not_stopped = self.registry.abort_all();
         not_stopped.sort();
         Err(ShutdownError {
             not_stopped,
@@ -280,49 +209,36 @@ impl RootContext {
 
     /// Whether an actor with this id is live (or being spawned) in this tree.
     pub fn is_live(&self, id: ActorId) -> bool {
-        self.system.is_live(id)
+        self.registry.is_live(id)
     }
+}
 
-    pub(crate) fn site(&self) -> SpawnSite<'_> {
-        SpawnSite {
-            system: &self.system,
+impl Spawner for RootContext {
+    fn site(&self) -> Site<'_> {
+        Site {
+            registry: &self.registry,
             parent: None,
-            node: &self.system.top,
         }
     }
-}
 
-/// Gives the persistence extension one spawning path for both context types.
-pub(crate) trait SpawnerImpl {
-    fn spawn_site(&self) -> SpawnSite<'_>;
-    fn reserve(&self, id: ActorId) -> Option<Reservation>;
-    fn instance(&self) -> uuid::Uuid;
-}
-
-impl SpawnerImpl for RootContext {
-    fn spawn_site(&self) -> SpawnSite<'_> {
-        self.site()
-    }
-
-    fn instance(&self) -> uuid::Uuid {
-        self.system.instance
-    }
-
-    fn reserve(&self, id: ActorId) -> Option<Reservation> {
-        self.system.reserve(id)
+    fn registry(&self) -> &Arc<Registry> {
+        &self.registry
     }
 }
 
-impl<A: Actor> SpawnerImpl for Context<A> {
-    fn spawn_site(&self) -> SpawnSite<'_> {
-        self.site()
-    }
+/// `spawn(args)` of either context type.
+fn spawn_args<B: ActorArgs>(spawner: &impl Spawner, args: B) -> ActorRef<B::Actor> {
+    spawner.site().spawn(Id::Fresh, FromArgs(args), None)
+}
 
-    fn reserve(&self, id: ActorId) -> Option<Reservation> {
-        self.inner.system.reserve(id)
-    }
-
-    fn instance(&self) -> uuid::Uuid {
-        self.inner.system.instance
-    }
+/// `spawn_with_id(id, args)` of either context type.
+fn spawn_args_with_id<B: ActorArgs>(
+    spawner: &impl Spawner,
+    id: ActorId,
+    args: B,
+) -> Result<ActorRef<B::Actor>, SpawnError> {
+    let reservation = spawner.reserve(id).ok_or(SpawnError::AlreadyRunning(id))?;
+    Ok(spawner
+        .site()
+        .spawn(Id::Reserved(reservation), FromArgs(args), None))
 }

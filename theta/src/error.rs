@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::actor::ActorId;
+use crate::id::ActorId;
 
 /// `tell` failed: the actor has stopped and its mailbox is closed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

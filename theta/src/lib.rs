@@ -121,19 +121,28 @@ extern crate self as theta;
 
 mod actor;
 mod actor_ref;
+mod attachment;
+mod cell;
 mod context;
+mod control;
 mod error;
+mod hooks;
+mod id;
+mod mailbox;
 mod message;
-mod runtime;
+mod registry;
+mod spawn;
 mod supervision;
+mod task;
 
 #[cfg(feature = "persistence")]
 pub mod persistence;
 
-pub use actor::{Actor, ActorArgs, ActorId, RestartLimit};
+pub use actor::{Actor, ActorArgs, Context, RestartLimit};
 pub use actor_ref::{ActorRef, Ask, AskFuture, WeakActorRef};
-pub use context::{Context, RootContext};
+pub use context::RootContext;
 pub use error::{AskError, SendError, ShutdownError, SpawnError};
+pub use id::ActorId;
 pub use message::{Message, Reply};
 pub use supervision::{Decision, ExitReason, Failure, FailureCause, FailurePhase};
 
@@ -162,8 +171,7 @@ pub mod prelude {
 /// Paths the macros expand to. Not public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::actor::{Actor, ActorArgs};
-    pub use crate::context::Context;
+    pub use crate::actor::{Actor, ActorArgs, Context};
     pub use crate::message::{Message, Reply};
     pub use uuid::Uuid;
 
@@ -172,6 +180,12 @@ pub mod __private {
 
     pub use core::future::Future;
     pub use core::option::Option;
+
+    #[cfg(feature = "persistence")]
+    pub use crate::persistence::{Restore, RestoreArgs};
+    /// The error type of `PersistentActor::migrate`.
+    #[cfg(feature = "persistence")]
+    pub use anyhow::Error as AnyhowError;
 
     #[cfg(feature = "conformance")]
     pub use tokio;

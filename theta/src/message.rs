@@ -2,8 +2,7 @@
 
 use tokio::sync::oneshot;
 
-use crate::actor::Actor;
-use crate::context::Context;
+use crate::actor::{Actor, Context};
 
 /// A message type that actor `A` handles, and what an `ask` of it returns.
 ///
@@ -38,17 +37,15 @@ impl<R: Send + 'static> Reply<R> {
     /// [confirms replies](crate::persistence::SnapshotPolicy::confirm_replies), the
     /// answer is held until the snapshot taken after this handler is durable.
     pub fn send<A: Actor>(self, ctx: &Context<A>, value: R) {
-        #[cfg(feature = "persistence")]
-        if let Some(state) = ctx.persist_slot().get()
-            && state.confirms_replies()
+        if let Some(attachment) = ctx.cell.attachment.get()
+            && attachment.holds_replies()
         {
             let tx = self.0;
-            state.hold_reply(Box::new(move || {
+            attachment.hold_reply(Box::new(move || {
                 let _ = tx.send(value);
             }));
             return;
         }
-        let _ = ctx;
         let _ = self.0.send(value);
     }
 }

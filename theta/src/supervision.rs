@@ -4,7 +4,7 @@ use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::actor::ActorId;
+use crate::id::ActorId;
 
 /// What a supervisor decides for a failed child.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -146,6 +146,16 @@ pub enum ExitReason {
     Escalated(Arc<Failure>),
     /// The task was aborted because it did not stop within a shutdown timeout.
     Aborted,
+    /// Another activation of this persistent actor's id took ownership of it (in
+    /// this or another process), so its storage refused this instance's writes.
+    /// The actor stopped at once, without supervision and without a final
+    /// snapshot; replies waiting for a save failed.
+    Fenced {
+        /// The owner epoch this instance held.
+        epoch: u64,
+        /// The epoch of the id's current owner.
+        current: u64,
+    },
 }
 
 impl ExitReason {
@@ -165,6 +175,10 @@ impl fmt::Display for ExitReason {
             ExitReason::RestartLimit(failure) => write!(f, "restart limit reached: {failure}"),
             ExitReason::Escalated(failure) => write!(f, "escalated: {failure}"),
             ExitReason::Aborted => f.write_str("aborted after the shutdown timeout"),
+            ExitReason::Fenced { epoch, current } => write!(
+                f,
+                "fenced: another instance owns this id now (epoch {current}; this one held {epoch})"
+            ),
         }
     }
 }

@@ -66,22 +66,41 @@ const FS_SERIAL: &str = "baseline/temp_fsync_rename_dirfsync/serial";
 /// The raw sled baseline: insert and `flush()`, one at a time.
 const SLED_SERIAL: &str = "sled/baseline/raw insert + flush(), serial";
 
+/// A bench target that measures its own baselines (harness = false, interleaved
+/// rounds, medians) and writes its table to `<target dir>/theta-bench/<name>.md`;
+/// the report includes that table as it is.
+#[derive(Debug)]
+struct TableSuite {
+    /// The name `--suite` selects it by (also its table's file name).
+    name: &'static str,
+    /// The package that holds the bench target.
+    package: &'static str,
+    /// The bench target (`benches/<bench>.rs`).
+    bench: &'static str,
+    /// The table heading.
+    title: &'static str,
+    /// What the suite measures, one line under the heading.
+    about: &'static str,
+}
+
+/// The self-measuring suites, in report order (before the criterion suites).
+const TABLE_SUITES: &[TableSuite] = &[TableSuite {
+    name: "runtime",
+    package: "theta",
+    bench: "runtime",
+    title: "Actor runtime (`theta/benches/runtime.rs`)",
+    about: "theta next to a bare tokio task + unbounded channel + oneshot doing the same work, \
+            interleaved in one process, medians of 5 rounds; memory in fresh child processes \
+            (resident-set growth per live actor).",
+}];
+
+/// The raw postgres baseline: one prepared single-row upsert at a time.
+const PG_UPSERT: &str = "postgres/baseline/raw upsert/serial";
+/// The raw postgres read baseline: `SELECT .. WHERE id = $1` of 100k rows, one at a time.
+const PG_SELECT: &str = "postgres/recovery/raw select loop/100k";
+
 /// Every suite, in report order.
 const SUITES: &[Suite] = &[
-    Suite {
-        name: "messaging",
-        package: "theta",
-        bench: "messaging",
-        title: "Messaging (`theta/benches/messaging.rs`)",
-        about: "theta actors against a hand-written tokio task + unbounded channel doing the same work.",
-        rows: &[
-            vs("tell/theta", "tell/raw_tokio"),
-            vs("ask/theta", "ask/raw_tokio"),
-            vs("spawn/theta", "spawn/raw_tokio"),
-            vs("channel/flume_unbounded", "channel/tokio_unbounded"),
-            vs("channel/async_channel_unbounded", "channel/tokio_unbounded"),
-        ],
-    },
     Suite {
         name: "envelope",
         package: "theta",
@@ -167,6 +186,21 @@ const SUITES: &[Suite] = &[
             ),
         ],
     },
+    Suite {
+        name: "postgres",
+        package: "theta-persistence-postgres",
+        bench: "postgres",
+        title: "PostgreSQL backend (`theta-persistence-postgres/benches/postgres.rs`)",
+        about: "on the server of THETA_POSTGRES_URL, synchronous_commit = on: saves of 256-byte snapshots by N concurrent actors (group commit: one statement per round trip), unowned and owned (claimed first; the owned rows are compared with the unowned ones), against a serial loop of raw single-row upserts; recovery of 100k snapshots (64 tasks, reads and claims batched into `= ANY` statements) against a serial raw SELECT loop of the same rows. Targets: 64 actors ≥ 10×; 1 actor ≥ 0.83× (latency ≤ 1.2×); owned ≥ 0.91× unowned (≤ 1.1×); recovery ≥ 1×.",
+        rows: &[
+            vs("postgres/saves/theta/1", PG_UPSERT),
+            vs("postgres/saves/theta-owned/1", "postgres/saves/theta/1"),
+            vs("postgres/saves/theta/64", PG_UPSERT),
+            vs("postgres/saves/theta-owned/64", "postgres/saves/theta/64"),
+            vs("postgres/recovery/theta read/100k", PG_SELECT),
+            vs("postgres/recovery/theta claim/100k", PG_SELECT),
+        ],
+    },
 ];
 
 /// `cargo xtask bench [--report-only] [--suite NAME].. [-- CRITERION ARGS]`.
@@ -177,32 +211,46 @@ pub(crate) fn run(rest: &[String]) -> Result<()> {
     };
     let mut report_only = false;
     let mut selected: Vec<&Suite> = Vec::new();
+    let mut tables: Vec<&TableSuite> = Vec::new();
     let mut args = ours.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--report-only" => report_only = true,
             "--suite" => {
                 let name = args.next().context("--suite needs a name")?;
+                if let Some(table) = TABLE_SUITES.iter().find(|t| t.name == name.as_str()) {
+                    tables.push(table);
+                    continue;
+                }
                 let suite = SUITES
                     .iter()
                     .find(|s| s.name == name.as_str())
                     .with_context(|| {
-                        format!(
-                            "unknown suite {name:?} (known: {})",
-                            SUITES.iter().map(|s| s.name).collect::<Vec<_>>().join(", ")
-                        )
+                        let known: Vec<&str> = TABLE_SUITES
+                            .iter()
+                            .map(|t| t.name)
+                            .chain(SUITES.iter().map(|s| s.name))
+                            .collect();
+                        format!("unknown suite {name:?} (known: {})", known.join(", "))
                     })?;
                 selected.push(suite);
             }
             other => bail!("bench: unknown argument {other:?}\n{USAGE}"),
         }
     }
-    if selected.is_empty() {
+    if selected.is_empty() && tables.is_empty() {
         selected = SUITES.iter().collect();
+        tables = TABLE_SUITES.iter().collect();
     }
 
     if !report_only {
+        for table in &tables {
+            cargo(&["bench", "-p", table.package, "--bench", table.bench], &[])?;
+        }
         for suite in &selected {
+            if suite.name == "postgres" && !crate::postgres_available()? {
+                continue;
+            }
             let mut cargo_args = vec!["bench", "-p", suite.package, "--bench", suite.bench];
             if !criterion_args.is_empty() {
                 cargo_args.push("--");
@@ -217,7 +265,7 @@ pub(crate) fn run(rest: &[String]) -> Result<()> {
         .map(PathBuf::from)
         .unwrap_or_else(|| target.join("criterion"));
     let results = read_results(&criterion)?;
-    if results.is_empty() {
+    if results.is_empty() && !target.join("theta-bench").is_dir() {
         bail!(
             "no criterion results in {}: run `cargo xtask bench` first",
             criterion.display()
@@ -384,6 +432,25 @@ fn render(results: &BTreeMap<String, Measured>, criterion: &Path) -> String {
          baseline's rate (1.00 = as fast as the raw baseline; above 1 = faster, \
          e.g. through group commit).\n"
     );
+    for table in TABLE_SUITES {
+        let _ = writeln!(out, "## {}\n", table.title);
+        let _ = writeln!(out, "{}\n", table.about);
+        let path = target_dir()
+            .join("theta-bench")
+            .join(format!("{}.md", table.name));
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let _ = writeln!(out, "{text}");
+            }
+            Err(_) => {
+                let _ = writeln!(
+                    out,
+                    "_No results: run `cargo xtask bench --suite {}`._\n",
+                    table.name
+                );
+            }
+        }
+    }
     for suite in SUITES {
         render_suite(&mut out, suite, results);
     }

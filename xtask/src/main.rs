@@ -1,16 +1,22 @@
 //! Project automation, run as `cargo xtask <command>` (alias in `.cargo/config.toml`).
 //!
-//! - `test`: the full gate CI runs: fmt check, clippy, every test (unit,
+//! - `test`: the full gate CI runs: fmt check, the architecture check (`arch`), clippy, every test (unit,
 //!   integration, doc, trybuild UI, feature-gated suites), then the docs with
 //!   warnings denied.
 //! - `ui [--bless]`: only the trybuild compile-fail/pass tests; `--bless`
 //!   regenerates their `.stderr` files.
-//! - `crash --backend fs|fs-buffered|sled --iterations N`: the long SIGKILL crash loop.
+//! - `crash --backend fs|fs-buffered|sled|postgres --iterations N`: the long SIGKILL crash loop.
 //! - `soak [--iterations N]`: the crash loop (`theta_crash run`) against every
 //!   backend, N kill points each (default 2000).
+//!
+//! The postgres suites use the server of `THETA_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`). Where none answers, `test`,
+//! `soak` and `bench` say `postgres suite skipped: no server at …` and go on;
+//! with `CI=true` they fail instead.
 //! - `bench [--report-only] [--suite NAME].. [-- CRITERION ARGS]`: the criterion
 //!   suites, then `target/bench-report.md` (see the `bench` module).
 
+mod arch;
 mod bench;
 
 use std::process::{Command, ExitCode};
@@ -36,6 +42,7 @@ fn run(args: &[String]) -> Result<()> {
         .map_or(("help", &[][..]), |(c, r)| (c.as_str(), r));
     match cmd {
         "test" => test(),
+        "arch" => arch::check(),
         "ui" => ui(rest.iter().any(|a| a == "--bless")),
         "crash" => crash(rest),
         "soak" => soak(rest),
@@ -50,13 +57,14 @@ fn run(args: &[String]) -> Result<()> {
 
 /// The help text.
 const USAGE: &str = "usage: cargo xtask <command>
-  test                                   fmt check, clippy, all tests (what CI runs)
+  test                                   fmt check, arch check, clippy, all tests (what CI runs)
+  arch                                   theta/src: no persistence in the core, no import circle
   ui [--bless]                           trybuild macro tests; --bless rewrites .stderr files
-  crash --backend fs|fs-buffered|sled --iterations N
+  crash --backend fs|fs-buffered|sled|postgres --iterations N
                                          long SIGKILL crash-recovery loop
   soak [--iterations N]                  crash loop against every backend (default N = 2000)
   bench [--report-only] [--suite NAME].. [-- CRITERION ARGS]
-                                         criterion suites (messaging, envelope, fs, sled),
+                                         suites (runtime, envelope, fs, sled, postgres),
                                          then target/bench-report.md; --report-only only
                                          rewrites the report from existing results";
 
@@ -84,9 +92,83 @@ fn workspace_root() -> std::path::PathBuf {
         .unwrap_or_else(|| ".".into())
 }
 
+/// The postgres server the suites use.
+fn postgres_url() -> String {
+    std::env::var("THETA_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// `host:port` of a `postgres://` URL (or of `host=.. port=..` settings), for a
+/// reachability check; never the password.
+fn postgres_address(url: &str) -> String {
+    let (mut host, mut port) = ("127.0.0.1".to_owned(), "5432".to_owned());
+    if let Some(rest) = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+    {
+        let authority = rest.split(['/', '?']).next().unwrap_or_default();
+        let hostport = authority.rsplit('@').next().unwrap_or_default();
+        let (h, p) = match hostport.strip_prefix('[') {
+            // [v6]:port
+            Some(v6) => v6.split_once(']').map_or((v6, ""), |(h, rest)| {
+                (h, rest.strip_prefix(':').unwrap_or_default())
+            }),
+            None => hostport.rsplit_once(':').unwrap_or((hostport, "")),
+        };
+        if !h.is_empty() {
+            host = h.to_owned();
+        }
+        if !p.is_empty() {
+            port = p.to_owned();
+        }
+    } else {
+        for setting in url.split_whitespace() {
+            match setting.split_once('=') {
+                Some(("host", h)) => host = h.to_owned(),
+                Some(("port", p)) => port = p.to_owned(),
+                _ => {}
+            }
+        }
+    }
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// Whether the postgres server answers. Outside CI a missing server is one
+/// loud line; with `CI=true` it is an error.
+pub(crate) fn postgres_available() -> Result<bool> {
+    use std::net::ToSocketAddrs;
+    let address = postgres_address(&postgres_url());
+    let reachable = address.to_socket_addrs().is_ok_and(|mut addrs| {
+        addrs.any(|a| {
+            std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(3)).is_ok()
+        })
+    });
+    if reachable {
+        return Ok(true);
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        bail!(
+            "postgres suite: no server at {address} (THETA_POSTGRES_URL), and CI=true requires one"
+        );
+    }
+    eprintln!(
+        "\n!!!!! postgres suite skipped: no server at {address}; set THETA_POSTGRES_URL !!!!!\n"
+    );
+    Ok(false)
+}
+
 /// `cargo xtask test`: the full gate.
 fn test() -> Result<()> {
+    // Said before the long run; the test binaries check again themselves.
+    postgres_available()?;
     cargo(&["fmt", "--all", "--check"], &[])?;
+    arch::check()?;
     cargo(
         &[
             "clippy",
@@ -153,7 +235,8 @@ fn crash(rest: &[String]) -> Result<()> {
 }
 
 /// `cargo xtask soak [--iterations N]`: the SIGKILL crash loop against the fs
-/// backend (durable, then buffered) and the sled backend, N kill points each.
+/// backend (durable, then buffered), the sled backend and the postgres backend,
+/// N kill points each.
 fn soak(rest: &[String]) -> Result<()> {
     let mut iterations = String::from("2000");
     let mut args = rest.iter();
@@ -172,5 +255,33 @@ fn soak(rest: &[String]) -> Result<()> {
     for backend in ["fs", "fs-buffered", "sled"] {
         theta_crash(&["run", "--backend", backend, "--iterations", &iterations])?;
     }
+    if postgres_available()? {
+        theta_crash(&["run", "--backend", "postgres", "--iterations", &iterations])?;
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::postgres_address;
+
+    #[test]
+    fn postgres_addresses_come_without_credentials() {
+        assert_eq!(
+            postgres_address("postgres://postgres@127.0.0.1:5432/postgres"),
+            "127.0.0.1:5432"
+        );
+        assert_eq!(
+            postgres_address("postgres://app:s3cret@db.example/orders"),
+            "db.example:5432"
+        );
+        assert_eq!(
+            postgres_address("postgresql://u@[::1]:6000/x?sslmode=disable"),
+            "[::1]:6000"
+        );
+        assert_eq!(
+            postgres_address("host=10.0.0.9 port=5433 user=app"),
+            "10.0.0.9:5433"
+        );
+    }
 }

@@ -3,12 +3,16 @@
 //! and checks what recovery sees.
 //!
 //! ```text
-//! theta_crash child --backend fs|fs-buffered|sled --dir D --seed S
-//! theta_crash run   --backend fs|fs-buffered|sled --iterations N [--dir D] [--seed S]
-//! theta_crash soak  --backend fs|fs-buffered|sled --seconds S [--dir D] [--seed S]
+//! theta_crash child --backend fs|fs-buffered|sled|postgres --dir D --seed S
+//! theta_crash run   --backend fs|fs-buffered|sled|postgres --iterations N [--dir D] [--seed S]
+//! theta_crash soak  --backend fs|fs-buffered|sled|postgres --seconds S [--dir D] [--seed S]
 //! ```
 //!
 //! `soak` is `run` with as many kill points as fit in the given time.
+//!
+//! `postgres` stores in the server of `THETA_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`), in a schema named after the
+//! directory, dropped at the end of the run.
 //!
 //! The child resumes each actor from its stored snapshot, then many tasks (several
 //! per actor id, so same-id writers race) save increasing values, each sealed in a
@@ -50,6 +54,29 @@ enum Backend {
     /// still loses nothing acknowledged (the page cache survives it).
     FsBuffered,
     Sled,
+    /// PostgreSQL (`synchronous_commit = on`): a kill of the client may not
+    /// lose an acknowledged write.
+    Postgres,
+}
+
+/// The server of the postgres backend.
+fn postgres_url() -> String {
+    std::env::var("THETA_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// The schema of the postgres backend for `dir`: one per run directory.
+fn postgres_schema(dir: &Path) -> String {
+    // FNV-1a of the path: stable across the parent and its children.
+    let hash = dir
+        .to_string_lossy()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    format!("theta_crash_{hash:016x}")
 }
 
 impl Backend {
@@ -58,7 +85,8 @@ impl Backend {
             "fs" => Ok(Backend::Fs),
             "fs-buffered" => Ok(Backend::FsBuffered),
             "sled" => Ok(Backend::Sled),
-            other => bail!("unknown backend {other:?} (known: fs, fs-buffered, sled)"),
+            "postgres" => Ok(Backend::Postgres),
+            other => bail!("unknown backend {other:?} (known: fs, fs-buffered, sled, postgres)"),
         }
     }
 
@@ -67,6 +95,7 @@ impl Backend {
             Backend::Fs => "fs",
             Backend::FsBuffered => "fs-buffered",
             Backend::Sled => "sled",
+            Backend::Postgres => "postgres",
         }
     }
 
@@ -93,7 +122,36 @@ impl Backend {
             Backend::Sled => Ok(SharedStorage::new(
                 theta_persistence_sled::SledStorage::open(dir)?,
             )),
+            // Connects on the first operation (inside the caller's runtime).
+            Backend::Postgres => Ok(SharedStorage::new(
+                theta_persistence_postgres::PostgresStorage::builder(&postgres_url())
+                    .schema(postgres_schema(dir))
+                    .build()?,
+            )),
         }
+    }
+
+    /// Removes what the run left outside its directory.
+    fn cleanup(self, dir: &Path) -> anyhow::Result<()> {
+        if self != Backend::Postgres {
+            return Ok(());
+        }
+        use theta_persistence_postgres::tokio_postgres;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async {
+            let (client, connection) =
+                tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls).await?;
+            tokio::spawn(connection);
+            client
+                .batch_execute(&format!(
+                    "DROP SCHEMA IF EXISTS \"{}\" CASCADE",
+                    postgres_schema(dir)
+                ))
+                .await?;
+            anyhow::Ok(())
+        })
     }
 
     /// Files of unfinished writes that must not survive a reopen.
@@ -120,6 +178,8 @@ impl Backend {
             // sled writes in place into its own log and recovers a prefix of it on
             // open; it leaves no per-write temp files to look for.
             Backend::Sled => Vec::new(),
+            // The server's transactions leave nothing half-written to look for.
+            Backend::Postgres => Vec::new(),
         }
     }
 }
@@ -422,6 +482,9 @@ fn run(backend: Backend, until: Until, dir: Option<PathBuf>, seed: u64) -> anyho
             eprintln!("iteration {iteration}: {failure}");
         }
     }
+    if let Err(e) = backend.cleanup(&dir) {
+        eprintln!("cleaning up after the run: {e:#}");
+    }
     let acks: u64 = acked.values().sum();
     println!(
         "crash: {iteration} kill points, {failures} failures ({} backend, highest acked values sum {acks}, seed {seed}, {:.1} s)",
@@ -433,7 +496,7 @@ fn run(backend: Backend, until: Until, dir: Option<PathBuf>, seed: u64) -> anyho
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: theta_crash child --backend fs|fs-buffered|sled --dir D --seed S\n       theta_crash run --backend fs|fs-buffered|sled --iterations N [--dir D] [--seed S]\n       theta_crash soak --backend fs|fs-buffered|sled --seconds S [--dir D] [--seed S]"
+        "usage: theta_crash child --backend fs|fs-buffered|sled|postgres --dir D --seed S\n       theta_crash run --backend fs|fs-buffered|sled|postgres --iterations N [--dir D] [--seed S]\n       theta_crash soak --backend fs|fs-buffered|sled|postgres --seconds S [--dir D] [--seed S]"
     );
     ExitCode::from(2)
 }

@@ -55,7 +55,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::actor::ActorId;
+use crate::id::ActorId;
 
 use super::envelope::{EnvelopeError, Stamp};
 use super::{

@@ -40,7 +40,7 @@
 
 use crate::ActorId;
 
-use super::error::{Fenced, SnapshotTooLarge, StaleSnapshot};
+use super::errors::{Fenced, SnapshotTooLarge, StaleSnapshot};
 
 /// The first four bytes of every envelope.
 pub const MAGIC: [u8; 4] = *b"THSN";

@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::actor::ActorId;
-use crate::runtime::lock;
+use crate::id::ActorId;
+use crate::mailbox::lock;
 
 use super::{
     Claim, ClaimMode, ClaimTable, OwnerId, PersistentStorage, SharedStorage, SnapshotNotFound,

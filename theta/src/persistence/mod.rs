@@ -190,16 +190,18 @@
 //! None of them writes anything at spawn time; the first snapshot is written by the
 //! first save (manual or by policy).
 
+mod activation;
 mod codec;
 mod durability;
-mod error;
+mod errors;
 mod memory;
 mod ownership;
 mod policy;
-pub(crate) mod runtime;
+mod respawn;
+mod restore;
 mod shared;
 mod snapshot;
-mod spawn;
+mod writer;
 
 pub mod envelope;
 
@@ -211,22 +213,24 @@ use std::future::Future;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::actor::{Actor, ActorArgs, ActorId};
+use crate::actor::{Actor, ActorArgs};
+use crate::id::ActorId;
 
 pub use codec::{Codec, Compression};
 pub use durability::{Durability, UnsupportedDurability};
-pub use error::{
+pub use errors::{
     Fenced, OwnedElsewhere, PersistenceError, SnapshotNotFound, SnapshotTooLarge, StaleSnapshot,
     StorageClosed, Unsupported,
 };
 pub use memory::MemoryStorage;
 pub use ownership::{Claim, ClaimMode, ClaimTable, OwnerId};
 pub use policy::SnapshotPolicy;
+pub use respawn::{PersistentContextExt, PersistentSpawnExt};
+pub use restore::{Restore, RestoreArgs};
 pub use shared::SharedStorage;
 pub use snapshot::{
     CodecError, decode_payload, decode_snapshot, encode_payload, encode_snapshot, encode_stamped,
 };
-pub use spawn::{PersistentContextExt, PersistentSpawnExt};
 
 /// A place snapshots are stored: bytes by actor id.
 ///
@@ -299,7 +303,7 @@ pub trait PersistentStorage: Send + Sync {
                 let bytes = match self.try_read(id).await {
                     Ok(bytes) => bytes,
                     // Deleted since the listing.
-                    Err(err) if error::is_not_found(&err) => continue,
+                    Err(err) if errors::is_not_found(&err) => continue,
                     Err(err) => return Err(err),
                 };
                 let header = envelope::Header::peek(&bytes).map_err(|source| {

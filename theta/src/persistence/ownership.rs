@@ -33,10 +33,10 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Mutex;
 
-use crate::actor::ActorId;
+use crate::id::ActorId;
 
 use super::envelope::{self, Stamp};
-use super::error::OwnedElsewhere;
+use super::errors::OwnedElsewhere;
 
 /// Identifies one owner of actor ids: one [`RootContext`](crate::RootContext) (one
 /// instance of a service). Random, so owners never collide across processes.

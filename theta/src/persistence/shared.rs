@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::actor::ActorId;
+use crate::id::ActorId;
 
 use super::{Claim, ClaimMode, OwnerId, PersistentStorage, SnapshotPolicy};
 

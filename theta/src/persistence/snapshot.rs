@@ -6,7 +6,8 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::actor::{Actor, ActorId};
+use crate::actor::Actor;
+use crate::id::ActorId;
 
 use super::envelope::{self, HEADER_LEN, Seal, Stamp};
 use super::{Codec, Compression, PersistenceError, PersistentActor};

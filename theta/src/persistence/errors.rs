@@ -1,6 +1,6 @@
 //! Persistence errors and the marker errors backends return.
 
-use crate::actor::ActorId;
+use crate::id::ActorId;
 
 use super::envelope::EnvelopeError;
 
