@@ -51,10 +51,11 @@ impl Backend {
     fn open(self, dir: &Path) -> SharedStorage {
         match self {
             Backend::Fs => SharedStorage::new(FsStorage::open(dir).expect("opening fs store")),
-            // Durable (the default): every acknowledged write is flushed and fsync'd.
-            Backend::Sled => {
-                SharedStorage::new(SledStorage::open(dir).expect("opening sled store"))
-            }
+            // PowerLoss (the default): every acknowledged write is flushed and
+            // fsync'd; the open checks the tree against what was acknowledged.
+            Backend::Sled => SharedStorage::new(
+                SledStorage::open(dir).unwrap_or_else(|e| panic!("opening sled store: {e}")),
+            ),
         }
     }
 }
@@ -118,20 +119,25 @@ fn hex(bytes: &[u8]) -> String {
     out
 }
 
-/// Runs the child on `dir` and parses its dump: `id -> bytes`.
-async fn dump_in_child(backend: Backend, dir: &Path) -> BTreeMap<ActorId, Vec<u8>> {
+/// Runs the child on `dir` to completion.
+async fn run_child(backend: Backend, dir: &Path) -> std::process::Output {
     let mut command = Command::new(std::env::current_exe().expect("test binary"));
     command
         .args(["--exact", "child_dump", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, backend.name())
         .env(DIR_ENV, dir);
-    let output = within(
+    within(
         "the child process",
         tokio::task::spawn_blocking(move || command.output()),
     )
     .await
     .expect("join")
-    .expect("running the child");
+    .expect("running the child")
+}
+
+/// Runs the child on `dir` and parses its dump: `id -> bytes`.
+async fn dump_in_child(backend: Backend, dir: &Path) -> BTreeMap<ActorId, Vec<u8>> {
+    let output = run_child(backend, dir).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -249,6 +255,39 @@ async fn a_changed_byte_on_disk_is_reported() {
     let diffs = differences(&expected, &dumped);
     assert_eq!(diffs.len(), 1, "{diffs:?}");
     assert!(diffs[0].starts_with(&victim.to_string()), "{diffs:?}");
+}
+
+/// sled drops every entry after a damaged byte of its log: a new process must
+/// refuse the store rather than dump what is left.
+#[tokio::test]
+async fn a_truncated_sled_log_is_refused_in_a_new_process() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("store");
+    let storage = Backend::Sled.open(&dir);
+    let expected = populate(&storage).await;
+    drop(storage);
+    let log = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("db"))
+        .expect("sled's log");
+    let len = log.metadata().unwrap().len();
+    log.set_len(len / 2).unwrap();
+    drop(log);
+
+    let output = run_child(Backend::Sled, &dir).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "the child opened a damaged store");
+    assert!(
+        stderr.contains(&format!(
+            "the sled database at {} is damaged",
+            dir.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{} snapshots", expected.len())),
+        "the error names what was stored: {stderr}"
+    );
 }
 
 /// The child: only acts when `THETA_REOPEN_CHILD` is set. Opens the directory,

@@ -145,14 +145,45 @@ const SUITES: &[Suite] = &[
         package: "theta-persistence-sled",
         bench: "sled",
         title: "sled backend (`theta-persistence-sled/benches/sled.rs`)",
-        about: "saves of 256-byte snapshots by N concurrent actors; durable = acknowledged after a flush + fsync (group commit).",
+        about: "saves of 256-byte snapshots by N concurrent actors; durable = acknowledged after a flush + fsync (group commit); owned = each actor claimed once, saves stamped with its epoch. Reads: try_read + envelope::open of 10k stored snapshots against raw sled get and raw std::fs::read of the same snapshots (same envelope::open). Open: the census that checks a store of 100k against ACKED, against a raw scan of the tree.",
         rows: &[
             vs("sled/saves/durable/1 actors", SLED_SERIAL),
             vs("sled/saves/durable/8 actors", SLED_SERIAL),
             vs("sled/saves/durable/64 actors", SLED_SERIAL),
-            vs("sled/saves/buffered/64 actors", SLED_SERIAL),
-            alone("sled/reads/1024 snapshots of 256 B"),
+            vs(
+                "sled/saves/durable-owned/1 actors",
+                "sled/saves/durable/1 actors",
+            ),
+            vs(
+                "sled/saves/durable-owned/64 actors",
+                "sled/saves/durable/64 actors",
+            ),
+            vs("sled/saves/volatile/64 actors", SLED_SERIAL),
+            vs(
+                "sled/saves/volatile-owned/64 actors",
+                "sled/saves/volatile/64 actors",
+            ),
+            vs(
+                "sled/reads/try_read 10k, sequential",
+                "sled/reads/raw sled get 10k, sequential",
+            ),
+            vs(
+                "sled/reads/try_read 10k, 64 tasks",
+                "sled/reads/raw sled get 10k, sequential",
+            ),
+            vs(
+                "sled/reads/try_read 10k, sequential",
+                "sled/reads/raw std::fs::read 10k, sequential",
+            ),
+            vs(
+                "sled/reads/try_read 10k, 64 tasks",
+                "sled/reads/raw std::fs::read 10k, sequential",
+            ),
             alone("sled/recovery/list + read + envelope::open of 100k"),
+            vs(
+                "sled/open/from_db check of 100k",
+                "sled/open/raw scan of 100k",
+            ),
         ],
     },
     Suite {

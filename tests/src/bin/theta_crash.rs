@@ -117,7 +117,7 @@ impl Backend {
                         .open()?,
                 ))
             }
-            // Durable (the default): an acknowledged save has been flushed and
+            // PowerLoss (the default): an acknowledged save has been flushed and
             // fsync'd, so a kill may not lose it.
             Backend::Sled => Ok(SharedStorage::new(
                 theta_persistence_sled::SledStorage::open(dir)?,
