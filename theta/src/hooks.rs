@@ -54,6 +54,10 @@ pub(crate) trait Hooks<A: Actor>: Send + 'static {
         let _ = reason;
         async {}
     }
+
+    /// After the exit is visible: the id is free again (it may be spawned anew)
+    /// and `stopped()` has returned. Not called for an aborted task.
+    fn exited(&mut self) {}
 }
 
 /// Builds the actor from its (kept) arguments: a plain actor.

@@ -185,6 +185,8 @@ pub(crate) async fn run<A: Actor, H: Hooks<A>>(ctx: Context<A>, mut hooks: H) {
     }
     hooks.finish(&reason).await;
     guard.reason = Some(reason);
+    drop(guard);
+    hooks.exited();
 }
 
 /// How many of `items` are messages (not signals).

@@ -273,6 +273,8 @@ pub(crate) struct PersistHooks<A: PersistentActor, I> {
     auto: Option<AutoSave>,
     /// The handle of a virtual actor; `None` once told the actor stopped.
     link: Option<VirtualLink>,
+    /// Messages the actor left unhandled when it stopped.
+    unhandled: usize,
 }
 
 impl<A: PersistentActor, I: ActorArgs<Actor = A>> PersistHooks<A, I> {
@@ -292,6 +294,7 @@ impl<A: PersistentActor, I: ActorArgs<Actor = A>> PersistHooks<A, I> {
             state,
             auto,
             link,
+            unhandled: 0,
         }
     }
 
@@ -313,19 +316,6 @@ impl<A: PersistentActor, I: ActorArgs<Actor = A>> PersistHooks<A, I> {
                 link.gate.abort(self.state.id, &err);
                 None
             }
-        }
-    }
-
-    /// Tells the handle (once) that the actor stopped.
-    fn unlink(&mut self) {
-        if let Some(link) = self.link.take() {
-            let unhandled = self
-                .state
-                .actor
-                .get()
-                .and_then(Weak::upgrade)
-                .map_or(0, |actor| actor.lifecycle().unhandled());
-            link.gate.stopped(self.state.id, unhandled);
         }
     }
 
@@ -414,7 +404,19 @@ impl<A: PersistentActor, I: ActorArgs<Actor = A>> Hooks<A> for PersistHooks<A, I
             auto.finish().await;
         }
         self.state.release().await;
-        self.unlink();
+        self.unhandled = self
+            .state
+            .actor
+            .get()
+            .and_then(Weak::upgrade)
+            .map_or(0, |actor| actor.lifecycle().unhandled());
+    }
+
+    fn exited(&mut self) {
+        // The id is free: a handle may activate it again right away.
+        if let Some(link) = self.link.take() {
+            link.gate.stopped(self.state.id, self.unhandled);
+        }
     }
 }
 
@@ -429,7 +431,7 @@ impl<A: PersistentActor, I> Drop for PersistHooks<A, I> {
             runtime.spawn(async move { state.release().await });
         }
         if let Some(link) = self.link.take() {
-            link.gate.stopped(self.state.id, 0);
+            link.gate.stopped(self.state.id, self.unhandled);
         }
     }
 }
