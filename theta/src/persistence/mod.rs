@@ -191,6 +191,7 @@
 //! first save (manual or by policy).
 
 mod codec;
+mod compression;
 mod durability;
 mod error;
 mod memory;
@@ -200,6 +201,7 @@ pub(crate) mod runtime;
 mod shared;
 mod snapshot;
 mod spawn;
+mod strict;
 
 pub mod envelope;
 
@@ -213,7 +215,8 @@ use serde::de::DeserializeOwned;
 
 use crate::actor::{Actor, ActorArgs, ActorId};
 
-pub use codec::{Codec, Compression};
+pub use codec::Codec;
+pub use compression::{Compression, DecompressError};
 pub use durability::{Durability, UnsupportedDurability};
 pub use error::{
     Fenced, OwnedElsewhere, PersistenceError, SnapshotNotFound, SnapshotTooLarge, StaleSnapshot,
@@ -224,7 +227,8 @@ pub use ownership::{Claim, ClaimMode, ClaimTable, OwnerId};
 pub use policy::SnapshotPolicy;
 pub use shared::SharedStorage;
 pub use snapshot::{
-    CodecError, decode_payload, decode_snapshot, encode_payload, encode_snapshot, encode_stamped,
+    CodecError, Payload, decode_payload, decode_payload_as, decode_snapshot, encode_payload,
+    encode_payload_as, encode_snapshot, encode_stamped,
 };
 pub use spawn::{PersistentContextExt, PersistentSpawnExt};
 
@@ -411,6 +415,21 @@ pub trait PersistentActor: Actor {
             "no migration from schema version {from_version} to {} is defined",
             Self::SCHEMA_VERSION
         ))
+    }
+
+    /// Converts a snapshot written under an older schema version into the
+    /// current `Snapshot`, given its payload with the codec it was written in
+    /// (see the [schema-evolution guide](self#schema-evolution)). Decode the old
+    /// layout with [`Payload::decode`], then convert.
+    ///
+    /// The default calls [`migrate`](Self::migrate) with the payload's bytes, so
+    /// implementations of `migrate` keep working; implement this one instead when
+    /// old snapshots may be in another codec than bincode.
+    fn migrate_payload(
+        from_version: u32,
+        payload: Payload<'_>,
+    ) -> Result<Self::Snapshot, anyhow::Error> {
+        Self::migrate(from_version, payload.bytes())
     }
 
     /// The automatic snapshot policy of this actor type (default: manual only).
