@@ -20,7 +20,8 @@
 //! frame cannot make theta allocate what it merely claims. LZ4 cannot expand a
 //! byte into more than 255, so a declared length beyond that ratio is refused
 //! before anything is allocated; zstd output grows with what the frame actually
-//! produces, and its window is capped at the declared length.
+//! produces, and libzstd's window is capped at the declared length and at the
+//! 2 MiB theta writes with, so its own buffers stay within that too.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -52,6 +53,14 @@ const LZ4_MAX_RATIO: usize = 255;
 
 /// The zstd level theta writes: libzstd's default, the usual speed/ratio balance.
 const ZSTD_LEVEL: i32 = 3;
+
+/// The largest zstd window theta writes (2 MiB, what level 3 uses for large
+/// inputs anyway) and so the largest a reader accepts: it bounds libzstd's
+/// decoding buffers.
+const ZSTD_WINDOW_LOG: u32 = 21;
+
+/// libzstd's smallest window (`ZSTD_WINDOWLOG_ABSOLUTEMIN`).
+const ZSTD_MIN_WINDOW_LOG: u32 = 10;
 
 thread_local! {
     /// One zstd compression context per thread, reused: creating one per save
@@ -142,6 +151,8 @@ impl Compression {
                     empty => empty.insert(zstd_safe::CCtx::try_create()?),
                 };
                 cctx.set_parameter(zstd_safe::CParameter::CompressionLevel(ZSTD_LEVEL))
+                    .ok()?;
+                cctx.set_parameter(zstd_safe::CParameter::WindowLog(ZSTD_WINDOW_LOG))
                     .ok()?;
                 // A failed call may leave the context mid-frame; start clean.
                 let written = cctx.compress2(&mut out[start..], payload);
@@ -242,13 +253,14 @@ fn unzstd(frame: &[u8], decoded_len: usize) -> Result<Vec<u8>, String> {
         Err(_) => return Err("not a zstd frame".into()),
     }
     let mut dctx = zstd_safe::DCtx::try_create().ok_or("cannot allocate a zstd context")?;
-    // The window never needs to exceed the output: refuse a frame that asks
-    // for more memory than the bytes it declares.
+    // theta's frames never need a window over 2 MiB, nor over the output:
+    // refuse a frame that asks for more, so libzstd's own buffers stay within
+    // that too, whatever the frame claims.
     let window_log = decoded_len
         .max(1)
         .next_power_of_two()
         .trailing_zeros()
-        .max(10);
+        .clamp(ZSTD_MIN_WINDOW_LOG, ZSTD_WINDOW_LOG);
     dctx.set_parameter(zstd_safe::DParameter::WindowLogMax(window_log))
         .map_err(|code| zstd_safe::get_error_name(code).to_string())?;
     // Start at what a typical ratio gives, grow as the frame really produces.
@@ -381,6 +393,29 @@ mod tests {
                     .is_err()
             );
         }
+    }
+
+    #[test]
+    fn zstd_frames_with_a_window_over_two_mib_are_refused() {
+        // theta's own frames of large payloads decode...
+        let payload = text(5 << 20);
+        let stored = Compression::Zstd.compress(&payload);
+        assert_eq!(
+            Compression::Zstd
+                .decompress(&stored, payload.len())
+                .unwrap(),
+            payload
+        );
+        // ...a frame written with an 8 MiB window does not.
+        let mut cctx = zstd_safe::CCtx::create();
+        cctx.set_parameter(zstd_safe::CParameter::WindowLog(23))
+            .unwrap();
+        let mut wide = vec![0u8; zstd_safe::compress_bound(payload.len())];
+        let n = cctx.compress2(&mut wide[..], &payload).unwrap();
+        let err = Compression::Zstd
+            .decompress(&wide[..n], payload.len())
+            .unwrap_err();
+        assert!(err.to_string().contains("memory"), "{err}");
     }
 
     #[test]
