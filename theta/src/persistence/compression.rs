@@ -44,7 +44,9 @@ pub enum Compression {
     None,
     /// LZ4 (block format): fast, moderate ratio.
     Lz4,
-    /// zstd (level 3): slower, better ratio.
+    /// zstd (level 3, 2 MiB window): slower, better ratio. Each thread that
+    /// compresses or decompresses keeps one zstd context of each kind for
+    /// reuse (a few MiB at most, bounded by the window).
     Zstd,
 }
 
@@ -66,6 +68,10 @@ thread_local! {
     /// One zstd compression context per thread, reused: creating one per save
     /// would allocate and fault in its tables every time.
     static ZSTD_CCTX: RefCell<Option<zstd_safe::CCtx<'static>>> = const { RefCell::new(None) };
+
+    /// One zstd decompression context per thread, reused likewise; its buffers
+    /// are bounded by theta's 2 MiB window.
+    static ZSTD_DCTX: RefCell<Option<zstd_safe::DCtx<'static>>> = const { RefCell::new(None) };
 }
 
 impl Compression {
@@ -145,7 +151,7 @@ impl Compression {
             }),
             Compression::Lz4 => lz4_flex::block::compress_into(payload, &mut out[start..]).ok(),
             Compression::Zstd => ZSTD_CCTX.with(|slot| {
-                let mut slot = slot.borrow_mut();
+                let mut slot = slot.try_borrow_mut().ok()?;
                 let cctx = match &mut *slot {
                     Some(cctx) => cctx,
                     empty => empty.insert(zstd_safe::CCtx::try_create()?),
@@ -252,7 +258,31 @@ fn unzstd(frame: &[u8], decoded_len: usize) -> Result<Vec<u8>, String> {
         Ok(None) => return Err("the frame does not declare its size".into()),
         Err(_) => return Err("not a zstd frame".into()),
     }
-    let mut dctx = zstd_safe::DCtx::try_create().ok_or("cannot allocate a zstd context")?;
+    ZSTD_DCTX.with(|slot| {
+        // Only contended if a decode re-entered this one; then use a fresh one.
+        let mut fresh = None;
+        let mut reused = slot.try_borrow_mut();
+        let dctx =
+            match reused.as_deref_mut() {
+                Ok(Some(dctx)) => dctx,
+                Ok(empty) => empty
+                    .insert(zstd_safe::DCtx::try_create().ok_or("cannot allocate a zstd context")?),
+                Err(_) => fresh
+                    .insert(zstd_safe::DCtx::try_create().ok_or("cannot allocate a zstd context")?),
+            };
+        let result = unzstd_with(dctx, frame, decoded_len);
+        // A refused frame may leave the context mid-frame; start clean next time.
+        let _ = dctx.reset(zstd_safe::ResetDirective::SessionOnly);
+        result
+    })
+}
+
+/// [`unzstd`] with a context that is between frames.
+fn unzstd_with(
+    dctx: &mut zstd_safe::DCtx<'static>,
+    frame: &[u8],
+    decoded_len: usize,
+) -> Result<Vec<u8>, String> {
     // theta's frames never need a window over 2 MiB, nor over the output:
     // refuse a frame that asks for more, so libzstd's own buffers stay within
     // that too, whatever the frame claims.

@@ -84,7 +84,7 @@ impl fmt::Display for CodecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.subject {
             Subject::Value { type_name, codec } => {
-                write!(f, "as `{type_name}` with {codec}: {}", self.cause)?
+                write!(f, "`{type_name}` with {codec}: {}", self.cause)?
             }
             Subject::Decompress(_) => f.write_str(&self.cause)?,
         }
