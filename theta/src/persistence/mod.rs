@@ -221,7 +221,7 @@
 //! | remove a field | bump + migrate (can be misread) | **no bump** (unless `#[serde(deny_unknown_fields)]`) |
 //! | rename a field | no bump (names are not stored) | `#[serde(alias = "old")]`, or bump + migrate |
 //! | reorder fields | bump + migrate (misread when types match) | **no bump** |
-//! | change a field's type | bump + migrate (`i32` → `u32` is misread) | no bump to widen an integer (`u32` → `u64`, `i32` → `i64`) or to make it a float; otherwise bump + migrate |
+//! | change a field's type | bump + migrate (widening an integer of the same signedness happens to read; `i32` → `u32` is misread) | no bump to widen an integer (`u32` → `u64`, `i32` → `i64`) or to make it a float; otherwise bump + migrate |
 //! | add an enum variant at the end | no bump | no bump |
 //! | insert a variant before others, reorder variants | bump + migrate (misread: variants are numbered) | **no bump** (variants are named) |
 //! | rename a variant | no bump | `#[serde(alias = "Old")]`, or bump + migrate |
