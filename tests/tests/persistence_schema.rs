@@ -5,7 +5,8 @@ mod common;
 use common::within;
 use serde::{Deserialize, Serialize};
 use theta::persistence::{
-    MemoryStorage, PersistenceError, PersistentActor, decode_payload, encode_payload, envelope,
+    MemoryStorage, PersistenceError, PersistentActor, decode_payload, decode_snapshot,
+    encode_payload, envelope,
 };
 use theta::prelude::*;
 
@@ -210,10 +211,30 @@ async fn a_migrated_actor_saves_the_current_schema() {
         .await
         .unwrap()
         .unwrap();
-    let header = envelope::Header::peek(&storage.get(id).unwrap()).unwrap();
+    let saved = storage.get(id).unwrap();
+    let header = envelope::Header::peek(&saved).unwrap();
     assert_eq!(header.schema_version, 1);
     assert_eq!(
         header.sequence, 5,
         "continues from the migrated snapshot's 4"
     );
+    // The payload is the migrated state in today's layout, not the old bytes.
+    let (_, payload) = envelope::open(&saved, envelope::DEFAULT_MAX_PAYLOAD).unwrap();
+    assert_eq!(
+        decode_payload::<Wallet>(payload).unwrap(),
+        Wallet { cents: 100 }
+    );
+    assert_eq!(
+        decode_snapshot::<Wallet>(id, &saved).unwrap(),
+        (Wallet { cents: 100 }, 5)
+    );
+    // And a restore of it reads it as is, without migrating again.
+    within("shutdown", root.shutdown(std::time::Duration::from_secs(5)))
+        .await
+        .unwrap();
+    let again = RootContext::default();
+    let wallet = within("respawn", again.respawn::<_, Wallet>(&storage, id, ()))
+        .await
+        .unwrap();
+    assert_eq!(within("cents", wallet.ask(Cents)).await.unwrap(), 100);
 }

@@ -99,6 +99,28 @@ const PG_UPSERT: &str = "postgres/baseline/raw upsert/serial";
 /// The raw postgres read baseline: `SELECT .. WHERE id = $1` of 100k rows, one at a time.
 const PG_SELECT: &str = "postgres/recovery/raw select loop/100k";
 
+/// The envelope suite's rows: per value, each codec + compression against its
+/// bare codec, MessagePack against bincode, and the 64-byte target rows.
+macro_rules! envelope_rows {
+    ($($value:literal),*) => {
+        &[
+            $(
+                vs(concat!("snapshot_round_trip/bincode+none/", $value), concat!("snapshot_round_trip/bare_bincode/", $value)),
+                vs(concat!("snapshot_round_trip/bincode+lz4/", $value), concat!("snapshot_round_trip/bare_bincode/", $value)),
+                vs(concat!("snapshot_round_trip/bincode+zstd/", $value), concat!("snapshot_round_trip/bare_bincode/", $value)),
+                vs(concat!("snapshot_round_trip/bare_msgpack/", $value), concat!("snapshot_round_trip/bare_bincode/", $value)),
+                vs(concat!("snapshot_round_trip/msgpack+none/", $value), concat!("snapshot_round_trip/bare_msgpack/", $value)),
+                vs(concat!("snapshot_round_trip/msgpack+lz4/", $value), concat!("snapshot_round_trip/bare_msgpack/", $value)),
+                vs(concat!("snapshot_round_trip/msgpack+zstd/", $value), concat!("snapshot_round_trip/bare_msgpack/", $value)),
+            )*
+            vs("snapshot_round_trip/bincode+lz4/64B", "snapshot_round_trip/bincode+none/64B"),
+            vs("snapshot_round_trip/bincode+zstd/64B", "snapshot_round_trip/bincode+none/64B"),
+            vs("snapshot_round_trip/msgpack+lz4/64B", "snapshot_round_trip/msgpack+none/64B"),
+            vs("snapshot_round_trip/msgpack+zstd/64B", "snapshot_round_trip/msgpack+none/64B"),
+        ]
+    };
+}
+
 /// Every suite, in report order.
 const SUITES: &[Suite] = &[
     Suite {
@@ -106,21 +128,8 @@ const SUITES: &[Suite] = &[
         package: "theta",
         bench: "envelope",
         title: "Snapshot envelope (`theta/benches/envelope.rs`)",
-        about: "encode + decode round trip: theta's checked envelope against bare bincode (serde) of the same value.",
-        rows: &[
-            vs(
-                "snapshot_round_trip/theta_envelope/64B",
-                "snapshot_round_trip/raw_bincode/64B",
-            ),
-            vs(
-                "snapshot_round_trip/theta_envelope/4KiB",
-                "snapshot_round_trip/raw_bincode/4KiB",
-            ),
-            vs(
-                "snapshot_round_trip/theta_envelope/1MiB",
-                "snapshot_round_trip/raw_bincode/1MiB",
-            ),
-        ],
+        about: "encode + decode round trip through theta's checked envelope (the snapshot clone, encoding bounded by the limit, compression, CRC-32C, verification, bounded decoding) for each codec + compression, against the bare codec of the same value (bincode `encode_to_vec` + `decode_from_slice`, rmp-serde `to_vec_named` + `from_slice`). Targets: compression of a 64-byte snapshot costs at most 1.1× the uncompressed round trip (the 64-byte table below, best of alternating batches; the `…/64B` rows against `…+none` are criterion means, which a loaded machine disturbs); a 64 KiB text-heavy snapshot is stored at least 3× smaller (sizes table below).",
+        rows: envelope_rows!["64B", "4KiB", "64KiB_text", "64KiB_words", "1MiB"],
     },
     Suite {
         name: "fs",
@@ -453,6 +462,9 @@ fn render(results: &BTreeMap<String, Measured>, criterion: &Path) -> String {
     }
     for suite in SUITES {
         render_suite(&mut out, suite, results);
+        if suite.name == "envelope" {
+            render_envelope_sizes(&mut out, criterion);
+        }
     }
     out
 }
@@ -501,6 +513,94 @@ fn render_suite(out: &mut String, suite: &Suite, results: &BTreeMap<String, Meas
             out,
             "\n_No results: run `cargo xtask bench --suite {}`._",
             suite.name
+        );
+    }
+    let _ = writeln!(out);
+}
+
+/// Stored and encoded payload bytes by compression name.
+type ByCompression = BTreeMap<String, (u64, u64)>;
+
+/// The envelope bench's own figures (`<criterion>/envelope-sizes.json`, written by
+/// `theta/benches/envelope.rs`): the 64-byte compression overhead against none,
+/// and per value and codec the bytes stored with each compression and how many
+/// times smaller than uncompressed.
+fn render_envelope_sizes(out: &mut String, criterion: &Path) {
+    let path = criterion.join("envelope-sizes.json");
+    let Ok(report) = read_json(&path) else {
+        let _ = writeln!(
+            out,
+            "_No payload sizes: `{}` is missing._\n",
+            path.display()
+        );
+        return;
+    };
+    if let Some(tiny) = report["tiny"].as_array() {
+        let _ = writeln!(
+            out,
+            "64-byte snapshot, each compression setting against none, best of 200 \
+             alternating batches (target: time ratio at most 1.10):\n"
+        );
+        let _ = writeln!(
+            out,
+            "| benchmark | time | baseline | baseline time | time ratio |"
+        );
+        let _ = writeln!(out, "|---|---:|---|---:|---:|");
+        for t in tiny {
+            let ns = t["ns"].as_f64().unwrap_or(0.0);
+            let base = t["baseline_ns"].as_f64().unwrap_or(0.0);
+            let _ = writeln!(
+                out,
+                "| `{}` | {} | `{}` | {} | {} |",
+                t["variant"].as_str().unwrap_or("?"),
+                duration(ns),
+                t["baseline"].as_str().unwrap_or("?"),
+                duration(base),
+                if base > 0.0 {
+                    format!("{:.2}", ns / base)
+                } else {
+                    "—".to_string()
+                }
+            );
+        }
+        let _ = writeln!(out);
+    }
+    let sizes = &report["sizes"];
+    let _ = writeln!(
+        out,
+        "Payload sizes (bytes stored; × = times smaller than uncompressed):\n"
+    );
+    let _ = writeln!(out, "| value | codec | none | lz4 | zstd |");
+    let _ = writeln!(out, "|---|---|---:|---:|---:|");
+    // (value, codec) -> compression -> (stored, encoded), in the bench's order.
+    let mut rows: Vec<((String, String), ByCompression)> = Vec::new();
+    for size in sizes.as_array().into_iter().flatten() {
+        let field = |name: &str| size[name].as_str().unwrap_or("?").to_string();
+        let key = (field("value"), field("codec"));
+        let entry = (
+            size["stored"].as_u64().unwrap_or(0),
+            size["encoded"].as_u64().unwrap_or(0),
+        );
+        match rows.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, by)) => {
+                by.insert(field("compression"), entry);
+            }
+            None => rows.push((key, BTreeMap::from([(field("compression"), entry)]))),
+        }
+    }
+    for ((value, codec), by) in &rows {
+        let cell = |compression: &str| match by.get(compression) {
+            Some(&(stored, encoded)) if stored > 0 => {
+                format!("{stored} ({:.2}×)", encoded as f64 / stored as f64)
+            }
+            _ => "—".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "| {value} | {codec} | {} | {} | {} |",
+            cell("none"),
+            cell("lz4"),
+            cell("zstd")
         );
     }
     let _ = writeln!(out);
