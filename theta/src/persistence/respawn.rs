@@ -94,6 +94,64 @@ pub trait PersistentSpawnExt: sealed::Sealed {
     where
         S: PersistentStorage;
 
+    /// Restores every actor of `ids` from its snapshot (or starts it from
+    /// `default_args(id)` where the storage has none), `parallelism` at a time;
+    /// the results in the order of `ids`. The recovery loop of a service that
+    /// knows which ids it owns; see
+    /// [`VirtualActors::activate_all`](super::VirtualActors::activate_all) for
+    /// actors activated on demand.
+    ///
+    /// ```
+    /// # use theta::prelude::*;
+    /// # use theta::persistence::MemoryStorage;
+    /// # #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, ActorArgs)]
+    /// # struct Account { balance: i64 }
+    /// # #[actor("5e3f1a2b-3c4d-4e5f-8a6b-7c8d9e0f1a2b", snapshot)]
+    /// # impl Actor for Account {}
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let storage = MemoryStorage::new();
+    /// let root = RootContext::default();
+    /// let ids: Vec<ActorId> = (0..100).map(|i| ActorId::from_u128(i)).collect();
+    /// let accounts = root
+    ///     .respawn_all_or(&storage, &ids, 16, |_| (), |_| Account { balance: 0 })
+    ///     .await
+    ///     .into_iter()
+    ///     .collect::<Result<Vec<ActorRef<Account>>, _>>()?;
+    /// assert_eq!(accounts.len(), 100);
+    /// # Ok(())
+    /// # }
+    /// ```
+    fn respawn_all_or<S, Args, R, D>(
+        &self,
+        storage: &S,
+        ids: &[ActorId],
+        parallelism: usize,
+        runtime_args: R,
+        default_args: D,
+    ) -> impl Future<Output = Vec<Result<ActorRef<Args::Actor>, PersistenceError>>> + Send
+    where
+        S: PersistentStorage,
+        Args: ActorArgs,
+        Args::Actor: PersistentActor,
+        R: Fn(ActorId) -> <Args::Actor as PersistentActor>::RuntimeArgs + Send + Sync,
+        D: Fn(ActorId) -> Args + Send + Sync;
+
+    /// Restores every actor of `ids` from its snapshot (an id without one is
+    /// [`PersistenceError::NotFound`]), `parallelism` at a time; the results in
+    /// the order of `ids`.
+    fn respawn_all<S, A, R>(
+        &self,
+        storage: &S,
+        ids: &[ActorId],
+        parallelism: usize,
+        runtime_args: R,
+    ) -> impl Future<Output = Vec<Result<ActorRef<A>, PersistenceError>>> + Send
+    where
+        S: PersistentStorage,
+        A: PersistentActor,
+        R: Fn(ActorId) -> A::RuntimeArgs + Send + Sync;
+
     /// Stops `actor`, waits until it has stopped (after any final save), then
     /// deletes its snapshot: the actor is gone for good.
     fn forget<S, A>(
@@ -525,6 +583,56 @@ impl<C: Spawner + sealed::Sealed + Sync> PersistentSpawnExt for C {
             .map_err(|source| PersistenceError::Delete { id, source });
         activation.abandon().await;
         deleted
+    }
+
+    async fn respawn_all_or<S, Args, R, D>(
+        &self,
+        storage: &S,
+        ids: &[ActorId],
+        parallelism: usize,
+        runtime_args: R,
+        default_args: D,
+    ) -> Vec<Result<ActorRef<Args::Actor>, PersistenceError>>
+    where
+        S: PersistentStorage,
+        Args: ActorArgs,
+        Args::Actor: PersistentActor,
+        R: Fn(ActorId) -> <Args::Actor as PersistentActor>::RuntimeArgs + Send + Sync,
+        D: Fn(ActorId) -> Args + Send + Sync,
+    {
+        let (runtime_args, default_args) = (&runtime_args, &default_args);
+        let spawns = ids
+            .iter()
+            .map(|&id| {
+                self.respawn_or(
+                    storage,
+                    id,
+                    move || runtime_args(id),
+                    move || default_args(id),
+                )
+            })
+            .collect();
+        bounded(spawns, parallelism).await
+    }
+
+    async fn respawn_all<S, A, R>(
+        &self,
+        storage: &S,
+        ids: &[ActorId],
+        parallelism: usize,
+        runtime_args: R,
+    ) -> Vec<Result<ActorRef<A>, PersistenceError>>
+    where
+        S: PersistentStorage,
+        A: PersistentActor,
+        R: Fn(ActorId) -> A::RuntimeArgs + Send + Sync,
+    {
+        let runtime_args = &runtime_args;
+        let spawns = ids
+            .iter()
+            .map(|&id| self.respawn::<S, A>(storage, id, runtime_args(id)))
+            .collect();
+        bounded(spawns, parallelism).await
     }
 
     async fn forget<S, A>(&self, storage: &S, actor: ActorRef<A>) -> Result<(), PersistenceError>
