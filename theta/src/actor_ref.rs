@@ -78,11 +78,16 @@ impl<A: Actor> ActorRef<A> {
         self.cell.signal(Signal::Stop);
     }
 
-    /// Queues an already-wrapped message (a layer above the core buffers them);
-    /// gives it back if the actor has stopped.
+    /// Queues an already-wrapped message (a layer above the core buffers them):
+    /// an ask's if `ask` (its sender learns if it is dropped unhandled); gives it
+    /// back if the actor has stopped.
     #[allow(dead_code)] // used by the layers above the core, which may be compiled out
-    pub(crate) fn push_msg(&self, msg: A::Msg) -> Result<(), A::Msg> {
-        self.cell.mailbox.push_with(msg, Item::Msg)
+    pub(crate) fn push_msg(&self, msg: A::Msg, ask: bool) -> Result<(), A::Msg> {
+        if ask {
+            self.cell.mailbox.push_with(msg, Item::Ask)
+        } else {
+            self.cell.mailbox.push_with(msg, Item::Msg)
+        }
     }
 
     /// Wakes the actor's hooks with `token`; `false` if it has stopped.
@@ -250,7 +255,7 @@ impl<'a, A: Actor, M: Message<A>> IntoFuture for Ask<'a, A, M> {
             .actor
             .cell
             .mailbox
-            .push(Item::Msg(self.msg.into_msg(Some(Reply::new(tx)))));
+            .push(Item::Ask(self.msg.into_msg(Some(Reply::new(tx)))));
         let state = match sent {
             Ok(()) => AskState::Waiting(rx),
             Err(_) => AskState::Failed(Some(AskError::Stopped(id))),

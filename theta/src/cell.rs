@@ -14,9 +14,11 @@ use crate::mailbox::Mailbox;
 use crate::registry::Registry;
 use crate::supervision::{Decision, ExitReason, Failure};
 
-/// One mailbox item: a message of the actor's `Msg` type, or a runtime signal.
+/// One mailbox item: a message of the actor's `Msg` type (told, or asked: its
+/// sender waits for a reply, and learns of a drop), or a runtime signal.
 pub(crate) enum Item<M> {
     Msg(M),
+    Ask(M),
     Signal(Signal),
 }
 

@@ -19,7 +19,7 @@ pub(crate) struct Lifecycle {
     /// The reason a stop was requested with, if not a plain stop (rare: boxed).
     requested: OnceLock<Box<ExitReason>>,
     stopping: AtomicBool,
-    /// Messages still queued when the actor stopped, dropped unhandled.
+    /// Told messages still queued when the actor stopped, dropped unhandled.
     unhandled: AtomicUsize,
     /// Wakes whoever waits for the exit or for a stop request.
     changed: Notify,

@@ -189,7 +189,8 @@ pub(crate) async fn run<A: Actor, H: Hooks<A>>(ctx: Context<A>, mut hooks: H) {
     hooks.exited();
 }
 
-/// How many of `items` are messages (not signals).
+/// How many of `items` are told messages (an ask's sender learns of the drop
+/// itself; signals are not messages).
 fn count_messages<M>(items: &VecDeque<Item<M>>) -> usize {
     items
         .iter()
@@ -219,7 +220,7 @@ async fn serve<A: Actor, H: Hooks<A>>(
     let cell = &*ctx.cell;
     while let Some(item) = inbox.recv(&cell.mailbox, || cell.unreferenced()).await {
         match item {
-            Item::Msg(msg) => {
+            Item::Msg(msg) | Item::Ask(msg) => {
                 actor.process_msg(ctx, msg).await;
                 hooks.after_turn(actor, ctx);
             }

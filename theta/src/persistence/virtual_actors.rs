@@ -144,6 +144,8 @@ pub struct VirtualStats {
 /// A message waiting in a slot, and who to tell how it went.
 struct Pending<M> {
     msg: Option<M>,
+    /// An ask: its sender hears of a drop through its reply.
+    ask: bool,
     /// `Ok` once it is in a live actor's mailbox, or the error.
     notify: Option<oneshot::Sender<Result<(), VirtualError>>>,
 }
@@ -211,8 +213,10 @@ struct Inner<A: PersistentActor> {
     passivations: AtomicU64,
     failed_passivations: AtomicU64,
     dead_letters: AtomicU64,
-    /// Wakes the sweeper early (over the cap) and `shutdown` (an id gone).
+    /// Wakes `shutdown`: an activation settled or an id is gone.
     changed: Notify,
+    /// Wakes the sweeper early: more ids are live than the cap.
+    over_cap: Notify,
     /// Itself, for the gates handed to actors and for activation tasks.
     this: Weak<Inner<A>>,
 }
@@ -400,6 +404,7 @@ impl<A: PersistentActor> VirtualActorsBuilder<A> {
             failed_passivations: AtomicU64::new(0),
             dead_letters: AtomicU64::new(0),
             changed: Notify::new(),
+            over_cap: Notify::new(),
             this: this.clone(),
         });
         if tick.is_some() || self.max_live.is_some() {
@@ -418,7 +423,7 @@ impl<A: PersistentActor> VirtualActors<A> {
     /// learn of it.
     pub fn tell<M: Message<A>>(&self, id: ActorId, msg: M) -> Result<(), VirtualError> {
         self.inner
-            .route(id, Some(msg.into_msg(None)), None)
+            .route(id, Some(msg.into_msg(None)), false, None)
             .map(drop)
     }
 
@@ -427,7 +432,8 @@ impl<A: PersistentActor> VirtualActors<A> {
     /// cannot be.
     pub async fn send<M: Message<A>>(&self, id: ActorId, msg: M) -> Result<(), VirtualError> {
         let (tx, rx) = oneshot::channel();
-        self.inner.route(id, Some(msg.into_msg(None)), Some(tx))?;
+        self.inner
+            .route(id, Some(msg.into_msg(None)), false, Some(tx))?;
         rx.await.unwrap_or(Err(VirtualError::NoReply { id }))
     }
 
@@ -439,6 +445,7 @@ impl<A: PersistentActor> VirtualActors<A> {
         let stats = self.inner.route(
             id,
             Some(msg.into_msg(Some(Reply::new(reply_tx)))),
+            true,
             Some(notify_tx),
         )?;
         let _waiting = AskGuard::new(stats);
@@ -464,7 +471,7 @@ impl<A: PersistentActor> VirtualActors<A> {
     /// Activates actor `id` if it is not live, and waits until it is.
     pub async fn activate(&self, id: ActorId) -> Result<(), VirtualError> {
         let (tx, rx) = oneshot::channel();
-        self.inner.route(id, None, Some(tx))?;
+        self.inner.route(id, None, false, Some(tx))?;
         rx.await.unwrap_or(Err(VirtualError::NoReply { id }))
     }
 
@@ -607,13 +614,14 @@ impl<A: PersistentActor> Inner<A> {
         &self,
         id: ActorId,
         msg: Option<A::Msg>,
+        ask: bool,
         notify: Option<oneshot::Sender<Result<(), VirtualError>>>,
     ) -> Result<Arc<SlotStats>, VirtualError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(VirtualError::Closed { id });
         }
         let mut shard = lock(self.shard(id));
-        let mut pending = Pending { msg, notify };
+        let mut pending = Pending { msg, ask, notify };
         let refused = match shard.get_mut(&id) {
             Some(Slot::Live {
                 actor,
@@ -621,7 +629,11 @@ impl<A: PersistentActor> Inner<A> {
                 seen,
                 stats,
                 ..
-            }) => match pending.msg.take().map(|msg| actor.push_msg(msg)) {
+            }) => match pending
+                .msg
+                .take()
+                .map(|msg| actor.push_msg(msg, pending.ask))
+            {
                 None | Some(Ok(())) => {
                     *activity += 1;
                     *seen = self.tick.load(Ordering::Relaxed);
@@ -727,8 +739,8 @@ impl<A: PersistentActor> Inner<A> {
             Ok(actor) => {
                 self.activations.fetch_add(1, Ordering::Relaxed);
                 let mut undelivered = Vec::new();
-                for Pending { msg, notify } in buffer {
-                    let refused = msg.and_then(|msg| actor.push_msg(msg).err());
+                for Pending { msg, ask, notify } in buffer {
+                    let refused = msg.and_then(|msg| actor.push_msg(msg, ask).err());
                     match (refused, notify) {
                         (None, Some(notify)) => {
                             let _ = notify.send(Ok(()));
@@ -736,6 +748,7 @@ impl<A: PersistentActor> Inner<A> {
                         (None, None) => {}
                         (Some(msg), notify) => undelivered.push(Pending {
                             msg: Some(msg),
+                            ask,
                             notify,
                         }),
                     }
@@ -764,8 +777,10 @@ impl<A: PersistentActor> Inner<A> {
                     .max_live
                     .is_some_and(|max| self.live.load(Ordering::Relaxed) > max)
                 {
-                    self.changed.notify_waiters();
+                    self.over_cap.notify_waiters();
                 }
+                // A shutdown in progress passivates it too.
+                self.changed.notify_waiters();
             }
             Err(err) => {
                 drop(shard);
@@ -785,7 +800,7 @@ impl<A: PersistentActor> Inner<A> {
 
     /// Returns undeliverable messages to their senders; counts the others.
     fn bounce(&self, buffer: Vec<Pending<A::Msg>>, error: &VirtualError) {
-        for Pending { msg, notify } in buffer {
+        for Pending { msg, notify, .. } in buffer {
             match notify {
                 Some(notify) => {
                     let _ = notify.send(Err(error.clone()));
@@ -874,10 +889,10 @@ impl<A: PersistentActor> Gate for Inner<A> {
             }));
         }
         let mut activity = 0;
-        for Pending { msg, notify } in buffer {
+        for Pending { msg, ask, notify } in buffer {
             if let Some(msg) = msg {
                 // The actor is live (it is running this very call).
-                let _ = actor.push_msg(msg);
+                let _ = actor.push_msg(msg, ask);
                 activity += 1;
             }
             if let Some(notify) = notify {
@@ -967,7 +982,7 @@ async fn sweep<A: PersistentActor>(inner: Weak<Inner<A>>, period: Duration) {
         let changed = match inner.upgrade() {
             Some(inner) => {
                 let inner2 = Arc::clone(&inner);
-                let wait = async move { inner2.changed.notified().await };
+                let wait = async move { inner2.over_cap.notified().await };
                 // Not holding the handle while waiting: it ends when the last
                 // user clone is dropped.
                 drop(inner);
