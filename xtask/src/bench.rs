@@ -84,15 +84,28 @@ struct TableSuite {
 }
 
 /// The self-measuring suites, in report order (before the criterion suites).
-const TABLE_SUITES: &[TableSuite] = &[TableSuite {
-    name: "runtime",
-    package: "theta",
-    bench: "runtime",
-    title: "Actor runtime (`theta/benches/runtime.rs`)",
-    about: "theta next to a bare tokio task + unbounded channel + oneshot doing the same work, \
-            interleaved in one process, medians of 5 rounds; memory in fresh child processes \
-            (resident-set growth per live actor).",
-}];
+const TABLE_SUITES: &[TableSuite] = &[
+    TableSuite {
+        name: "runtime",
+        package: "theta",
+        bench: "runtime",
+        title: "Actor runtime (`theta/benches/runtime.rs`)",
+        about: "theta next to a bare tokio task + unbounded channel + oneshot doing the same work, \
+                interleaved in one process, medians of 5 rounds; memory in fresh child processes \
+                (resident-set growth per live actor).",
+    },
+    TableSuite {
+        name: "recovery",
+        package: "theta-tests",
+        bench: "recovery",
+        title: "Recovery and virtual actors (`tests/benches/recovery.rs`)",
+        about: "10,000 stored actors respawned (one at a time, 64 at a time, through a \
+                VirtualActors handle) and asked once, on fs and sled, next to std::fs::read + \
+                tokio::spawn of the same snapshots; a hot set through VirtualActors next to \
+                direct ActorRef asks; with THETA_BENCH_MILLION=1, a million ids through a \
+                handle with 1 s idle passivation. Medians of 3 rounds.",
+    },
+];
 
 /// The raw postgres baseline: one prepared single-row upsert at a time.
 const PG_UPSERT: &str = "postgres/baseline/raw upsert/serial";

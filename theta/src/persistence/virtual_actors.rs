@@ -441,14 +441,14 @@ impl<A: PersistentActor> VirtualActors<A> {
     /// handler's return value.
     pub async fn ask<M: Message<A>>(&self, id: ActorId, msg: M) -> Result<M::Return, VirtualError> {
         let (reply_tx, reply_rx) = oneshot::channel();
-        let (notify_tx, notify_rx) = oneshot::channel();
-        let stats = self.inner.route(
-            id,
-            Some(msg.into_msg(Some(Reply::new(reply_tx)))),
-            true,
-            Some(notify_tx),
-        )?;
+        let (stats, held) = self
+            .inner
+            .route_ask(id, msg.into_msg(Some(Reply::new(reply_tx))))?;
         let _waiting = AskGuard::new(stats);
+        // Delivered at once (the id was live): only the reply is left to wait for.
+        let Some(notify_rx) = held else {
+            return reply_rx.await.map_err(|_| VirtualError::NoReply { id });
+        };
         let mut reply_rx = pin!(reply_rx);
         let mut notify_rx = pin!(notify_rx);
         tokio::select! {
@@ -606,6 +606,53 @@ impl<A: PersistentActor> Inner<A> {
             .iter()
             .fold(0usize, |acc, b| acc ^ usize::from(*b));
         &self.shards[folded % SHARDS]
+    }
+
+    /// [`route`](Self::route) for an ask: a delivery notice is created only if
+    /// the message has to wait in the slot (the id is not live).
+    #[allow(clippy::type_complexity)]
+    fn route_ask(
+        &self,
+        id: ActorId,
+        msg: A::Msg,
+    ) -> Result<
+        (
+            Arc<SlotStats>,
+            Option<oneshot::Receiver<Result<(), VirtualError>>>,
+        ),
+        VirtualError,
+    > {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(VirtualError::Closed { id });
+        }
+        {
+            let mut shard = lock(self.shard(id));
+            if let Some(Slot::Live {
+                actor,
+                activity,
+                seen,
+                stats,
+                ..
+            }) = shard.get_mut(&id)
+            {
+                match actor.push_msg(msg, true) {
+                    Ok(()) => {
+                        *activity += 1;
+                        *seen = self.tick.load(Ordering::Relaxed);
+                        return Ok((Arc::clone(stats), None));
+                    }
+                    Err(msg) => {
+                        drop(shard);
+                        let (tx, rx) = oneshot::channel();
+                        let stats = self.route(id, Some(msg), true, Some(tx))?;
+                        return Ok((stats, Some(rx)));
+                    }
+                }
+            }
+        }
+        let (tx, rx) = oneshot::channel();
+        let stats = self.route(id, Some(msg), true, Some(tx))?;
+        Ok((stats, Some(rx)))
     }
 
     /// Where a message for `id` goes: into the live actor's mailbox, or held in
