@@ -142,6 +142,37 @@
 //! # }
 //! ```
 //!
+//! # Backends, and how to choose
+//!
+//! A backend is a crate implementing [`PersistentStorage`]; every one passes the
+//! same [conformance kit](conformance) (feature `conformance`) and names what an
+//! acknowledged write survives with one [`Durability`] vocabulary.
+//!
+//! | storage | crate | where the snapshots live | durability offered | ownership across |
+//! |---|---|---|---|---|
+//! | [`MemoryStorage`] | `theta` | this process's memory | [`Volatile`](Durability::Volatile) | `RootContext`s of the process |
+//! | `FsStorage` | `theta-persistence-fs` | one local directory: a write-ahead journal with group commit, one file per actor | [`PowerLoss`](Durability::PowerLoss) (default), [`ProcessKill`](Durability::ProcessKill) | `RootContext`s of the process (the directory is locked to one process) |
+//! | `SledStorage` | `theta-persistence-sled` | one sled 0.34 database directory | [`PowerLoss`](Durability::PowerLoss) (default), [`Volatile`](Durability::Volatile) | `RootContext`s of the process (sled locks its directory) |
+//! | `PostgresStorage` | `theta-persistence-postgres` | one table in a PostgreSQL database | [`PowerLoss`](Durability::PowerLoss) (default: synchronous commit), [`ProcessKill`](Durability::ProcessKill) | processes and machines (leases) |
+//!
+//! - **One machine, no server**: `FsStorage`. It is the fastest durable store
+//!   here (group commit: concurrent saves share one `fdatasync`), reports damage
+//!   it can detect instead of reading it as absent, and its files are plain to
+//!   inspect and back up. `SledStorage` is the embedded alternative when a single
+//!   database file is preferred.
+//! - **Several instances of a service, or state that must outlive the machine**:
+//!   `PostgresStorage`. Every instance shares the table; ownership of each id is
+//!   held in the database with leases, so a second instance is refused (or takes
+//!   over, fencing the first), and a crashed instance's ids are free again after
+//!   its lease. Replication, backups and point-in-time recovery are the
+//!   database's.
+//! - **Tests and examples**: `MemoryStorage`.
+//!
+//! Actors do not depend on the choice: the same actor type runs on every backend,
+//! and [`SharedStorage`] erases the type when the backend is picked at run time.
+//! [`VirtualActors`] addresses persistent actors by id and activates them on
+//! demand on any backend.
+//!
 //! # What theta guarantees
 //!
 //! - **Absent is not broken.** A backend reports "no snapshot" with
@@ -178,6 +209,11 @@
 //! - **Schema evolution**: [`PersistentActor::SCHEMA_VERSION`] is recorded;
 //!   older snapshots go through [`PersistentActor::migrate`], newer ones are
 //!   refused.
+//! - **Virtual actors**: through [`VirtualActors`], a message to an id that is not
+//!   live activates it from its snapshot; an idle one saves its final snapshot and
+//!   stops, and no message is lost or delivered to a stopping instance on the way.
+//! - **Writes only on change**: an automatic save whose snapshot is the one the
+//!   storage already holds writes nothing (and releases its held replies at once).
 //!
 //! # Spawning, precisely
 //!
