@@ -18,9 +18,10 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde::{Deserialize, Serialize};
 use theta::ActorId;
+use theta::persistence::Durability;
 use theta::persistence::{PersistentSpawnExt, PersistentStorage, encode_snapshot, envelope};
 use theta::prelude::*;
-use theta_persistence_fs::{Durability, FsStorage};
+use theta_persistence_fs::FsStorage;
 
 /// The actor of the respawn benchmark: a device's meter reading.
 #[derive(Debug, Clone, Serialize, Deserialize, ActorArgs)]
@@ -91,10 +92,10 @@ fn fs_storage(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(4));
 
     for (name, durability, actors) in [
-        ("durable", Durability::Durable, 1),
-        ("durable", Durability::Durable, 8),
-        ("durable", Durability::Durable, 64),
-        ("buffered", Durability::Buffered, 64),
+        ("durable", Durability::PowerLoss, 1),
+        ("durable", Durability::PowerLoss, 8),
+        ("durable", Durability::PowerLoss, 64),
+        ("buffered", Durability::ProcessKill, 64),
     ] {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = FsStorage::builder(dir.path())
@@ -157,7 +158,7 @@ fn fs_storage(c: &mut Criterion) {
     let ids: Vec<ActorId> = (0..RECOVERY_SNAPSHOTS).map(|_| ActorId::new_v4()).collect();
     {
         let store = FsStorage::builder(dir.path())
-            .durability(Durability::Buffered)
+            .durability(Durability::ProcessKill)
             .open()
             .expect("open");
         rt.block_on(save_each(&store, &ids));
@@ -186,7 +187,7 @@ fn fs_storage(c: &mut Criterion) {
     let crashed = tempfile::tempdir().expect("tempdir");
     {
         let store = FsStorage::builder(dir.path().join("journaled"))
-            .durability(Durability::Buffered)
+            .durability(Durability::ProcessKill)
             .journal_limit(u64::MAX)
             .open()
             .expect("open");
