@@ -26,8 +26,8 @@ pub(crate) type Reply = tokio::sync::oneshot::Sender<Result<(), FsError>>;
 ///    one (temp file and rename; a delete unlinks the file);
 /// 2. one `syncfs` makes them durable, and they are forgotten from memory
 ///    (those not written again meanwhile);
-/// 3. `journal/START` is moved to `k + 1` (durably), then segment `k` is
-///    removed.
+/// 3. `journal/START` is moved to the next segment (`k + 1`, but the numbers
+///    of version-1 segments may skip), durably; then segment `k` is removed.
 ///
 /// Every write in segment `k` is then in a durable file, or superseded by a
 /// newer write in a later segment, which stays. A failure stops the checkpoint
@@ -37,8 +37,14 @@ pub(crate) fn checkpoint(shared: &Shared, through: u64) -> Result<(), FsError> {
     shared.check_poison()?;
     shared.check_in_place()?;
     let mut start = shared.journal_start();
-    while *start <= through {
-        let segment = *start;
+    // `START` must always name a segment that exists: the one after `k` among
+    // those present (the segment after `through` is the current one).
+    let sealed: Vec<u64> = journal::segments(&shared.journal)?
+        .into_iter()
+        .filter(|n| (*start..=through).contains(n))
+        .collect();
+    for (i, &segment) in sealed.iter().enumerate() {
+        let next = sealed.get(i + 1).copied().unwrap_or(through + 1);
         let taken = shared.pending().through(segment);
         if !taken.is_empty() {
             let writes = taken.iter().map(|t| (t.id, t.snapshot.clone())).collect();
@@ -53,8 +59,8 @@ pub(crate) fn checkpoint(shared: &Shared, through: u64) -> Result<(), FsError> {
             .failpoints
             .hit(Step::SegmentDelete)
             .map_err(|e| FsError::io("moving", shared.journal.join(START_FILE), e))?;
-        journal::write_start(&shared.journal, segment + 1).map_err(|f| shared.failed(f))?;
-        *start = segment + 1;
+        journal::write_start(&shared.journal, next).map_err(|f| shared.failed(f))?;
+        *start = next;
         remove_segment(shared, segment)?;
     }
     // Segments a checkpoint moved `START` past but could not remove (or that

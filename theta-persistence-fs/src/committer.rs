@@ -54,12 +54,6 @@ pub(crate) enum Job {
         mode: ClaimMode,
         reply: ClaimReply,
     },
-    Release {
-        id: ActorId,
-        owner: OwnerId,
-        epoch: u64,
-        reply: oneshot::Sender<()>,
-    },
     Checkpoint {
         reply: checkpoint::Reply,
     },
@@ -206,16 +200,6 @@ impl Committer {
                     seen.clear();
                     let _ = reply.send(self.claim(id, owner, mode));
                 }
-                Job::Release {
-                    id,
-                    owner,
-                    epoch,
-                    reply,
-                } => {
-                    let stored = self.shared.index().stamp(id);
-                    self.shared.claims.release(id, owner, epoch, stored);
-                    let _ = reply.send(());
-                }
                 Job::Checkpoint { reply } => requests.push(reply),
                 Job::Close { reply } => {
                     self.append(&mut accepted);
@@ -258,16 +242,23 @@ impl Committer {
             let _ = reply.send(Err(with_id(e, id, "writing the snapshot of")));
             return None;
         }
+        // Checked and marked unacknowledged at once: a claim granted outside
+        // the committer comes before the check (and fences the write) or
+        // after the acknowledgement.
+        let mut unacknowledged = self.shared.unacknowledged();
         let before = self.seen(id, seen);
         // Stamp and epoch checks, against the tombstone of a deleted snapshot
         // and the id's claim too.
         let stamp = match self.shared.claims.check_write(id, before.last, &bytes) {
             Ok(stamp) => stamp,
             Err(e) => {
+                drop(unacknowledged);
                 let _ = reply.send(Err(e));
                 return None;
             }
         };
+        *unacknowledged.entry(id).or_insert(0) += 1;
+        drop(unacknowledged);
         let actor_type = Header::peek(&bytes)
             .expect("check_write accepted an envelope")
             .actor_type;
@@ -303,11 +294,15 @@ impl Committer {
             let _ = reply.send(Err(with_id(e, id, "deleting the snapshot of")));
             return None;
         }
+        let mut unacknowledged = self.shared.unacknowledged();
         let before = self.seen(id, seen);
         if !before.stored {
+            drop(unacknowledged);
             let _ = reply.send(Ok(()));
             return None;
         }
+        *unacknowledged.entry(id).or_insert(0) += 1;
+        drop(unacknowledged);
         journal::encode(&mut self.buf, id, None);
         seen.insert(
             id,
@@ -325,7 +320,8 @@ impl Committer {
         })
     }
 
-    /// A claim of `id`, against what is stored now.
+    /// A claim of `id`, against what is stored now (every write of it queued
+    /// before the claim was acknowledged or failed).
     fn claim(&self, id: ActorId, owner: OwnerId, mode: ClaimMode) -> Result<u64, anyhow::Error> {
         self.shared
             .check_writable()
@@ -340,12 +336,26 @@ impl Committer {
             return;
         }
         let accepted = std::mem::take(accepted);
+        let ids: Vec<ActorId> = accepted.iter().map(|a| a.id).collect();
         let result = self.append_and_sync();
         journal::start_batch(&mut self.buf);
-        if let Err(e) = result {
-            fail_all(accepted, &e);
-            return;
+        match result {
+            Ok(()) => self.publish(accepted),
+            Err(e) => fail_all(accepted, &e),
         }
+        let mut unacknowledged = self.shared.unacknowledged();
+        for id in ids {
+            if let Some(count) = unacknowledged.get_mut(&id) {
+                *count -= 1;
+                if *count == 0 {
+                    unacknowledged.remove(&id);
+                }
+            }
+        }
+    }
+
+    /// Publishes and acknowledges the appended (and synced) batch.
+    fn publish(&mut self, accepted: Vec<Accepted>) {
         let segment = self.segment.number();
         let mut replies = Vec::with_capacity(accepted.len());
         {
@@ -419,6 +429,14 @@ impl Committer {
     /// has reached its limit (waiting for a running checkpoint only if asked, or
     /// if the journal is far over its limit).
     fn maybe_checkpoint(&mut self, requests: Vec<checkpoint::Reply>) {
+        if self.shared.is_closed() {
+            // The close checkpointed everything; nothing is written any more.
+            let closed = Err(FsError::Closed {
+                path: self.shared.dir().to_path_buf(),
+            });
+            checkpoint::reply_all(requests, &closed);
+            return;
+        }
         let full = self.segment.len() >= self.journal_limit;
         if requests.is_empty() && !full {
             return;

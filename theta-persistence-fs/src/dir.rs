@@ -31,7 +31,11 @@ pub(crate) const FILE_MODE: u32 = 0o600;
 #[derive(Debug)]
 pub(crate) struct Dir {
     file: File,
+    /// As given (for messages).
     path: PathBuf,
+    /// Made absolute when opened: what [`Dir::check_in_place`] looks up, so that
+    /// a change of the working directory is not taken for a moved store.
+    absolute: PathBuf,
     /// `(st_dev, st_ino)` when it was opened.
     identity: (u64, u64),
 }
@@ -61,11 +65,13 @@ impl Entry {
 impl Dir {
     /// Opens the directory at `path`.
     pub(crate) fn open(path: &Path) -> Result<Dir, FsError> {
+        let absolute =
+            std::path::absolute(path).map_err(|e| FsError::io("opening directory", path, e))?;
         let file = File::open(path).map_err(|e| FsError::io("opening directory", path, e))?;
-        Self::from_file(file, path.to_path_buf())
+        Self::from_file(file, path.to_path_buf(), absolute)
     }
 
-    fn from_file(file: File, path: PathBuf) -> Result<Dir, FsError> {
+    fn from_file(file: File, path: PathBuf, absolute: PathBuf) -> Result<Dir, FsError> {
         let meta = file
             .metadata()
             .map_err(|e| FsError::io("inspecting directory", &path, e))?;
@@ -79,6 +85,7 @@ impl Dir {
         Ok(Dir {
             file,
             path,
+            absolute,
             identity: (meta.dev(), meta.ino()),
         })
     }
@@ -93,7 +100,7 @@ impl Dir {
             Mode::empty(),
         )
         .map_err(|e| FsError::io("opening directory", &path, e.into()))?;
-        Self::from_file(File::from(fd), path)
+        Self::from_file(File::from(fd), path, self.absolute.join(name))
     }
 
     /// The directory's path (as opened).
@@ -270,7 +277,7 @@ impl Dir {
             return Err(vanished("it was removed".into()));
         }
         // `metadata` follows a symlinked store path, as opening it did.
-        match fs::metadata(&self.path) {
+        match fs::metadata(&self.absolute) {
             Ok(now) if (now.dev(), now.ino()) == self.identity => Ok(()),
             Ok(_) => Err(vanished(
                 "the path now leads to another directory (the store's was moved or replaced)"

@@ -96,6 +96,19 @@ pub enum FsError {
         /// The largest envelope theta writes.
         limit: u64,
     },
+    /// A snapshot file the store wrote, and did not delete, is gone: it was
+    /// removed behind the store's back while the store was open. (After a
+    /// reopen nothing records that it existed; see the crate docs.)
+    #[error(
+        "snapshot file {path} of actor {id} is missing: the store wrote it and did not delete it (was it removed behind the store's back?)",
+        path = .path.display()
+    )]
+    Missing {
+        /// The actor.
+        id: theta::ActorId,
+        /// The file.
+        path: PathBuf,
+    },
     /// A journal segment is damaged where it holds acknowledged writes (not at
     /// the torn tail a crash leaves). The store is not opened: replaying around
     /// the damage could bring back an older snapshot or lose a newer one.
@@ -181,6 +194,10 @@ impl FsError {
                 path: path.clone(),
                 len: *len,
                 limit: *limit,
+            },
+            FsError::Missing { id, path } => FsError::Missing {
+                id: *id,
+                path: path.clone(),
             },
             FsError::CorruptJournal {
                 path,

@@ -51,6 +51,13 @@ pub enum Action {
     /// Return this OS error from the step every time it is reached, until the
     /// failpoints are cleared (a disk that stays full).
     ErrorEveryTime(i32),
+    /// Let the step pass `n - 1` times, then return the OS error `code` once.
+    ErrorOnHit {
+        /// Which time the step is reached that fails (1: the next).
+        n: u32,
+        /// The OS error.
+        code: i32,
+    },
     /// `std::process::abort()` at the step: a crash at exactly that point.
     Abort,
 }
@@ -71,7 +78,8 @@ impl Failpoints {
         *self.armed.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
-    /// Fires if armed for `step`: once, except for `Action::ErrorEveryTime`.
+    /// Fires if armed for `step`: once (`ErrorOnHit`: the n-th time), except for
+    /// `Action::ErrorEveryTime`.
     /// With `Action::Abort` the process aborts (`SIGABRT`): a crash at exactly
     /// that point.
     pub(crate) fn hit(&self, step: Step) -> io::Result<()> {
@@ -79,11 +87,15 @@ impl Failpoints {
         match *armed {
             Some((armed_step, action)) if armed_step == step => match action {
                 Action::Abort => std::process::abort(),
-                Action::Error(code) => {
+                Action::Error(code) | Action::ErrorOnHit { n: 0 | 1, code } => {
                     *armed = None;
                     Err(io::Error::from_raw_os_error(code))
                 }
                 Action::ErrorEveryTime(code) => Err(io::Error::from_raw_os_error(code)),
+                Action::ErrorOnHit { n, code } => {
+                    *armed = Some((step, Action::ErrorOnHit { n: n - 1, code }));
+                    Ok(())
+                }
             },
             _ => Ok(()),
         }

@@ -122,6 +122,8 @@ pub(crate) fn classify_unmarked(root: &Dir) -> Result<Unmarked, FsError> {
     for entry in root.entries()? {
         let ours = match (entry.name(), entry.kind) {
             (Some(LOCK_FILE | GENERATION_FILE), Kind::File) => true,
+            // The root of a fresh ext4 file system (a store on its own disk).
+            (Some("lost+found"), Kind::Dir) => root.open_sub("lost+found")?.entries()?.is_empty(),
             (Some(name), Kind::File) if is_marker_temp(name) => true,
             (Some(SNAPSHOTS), Kind::Dir) => {
                 let empty = root.open_sub(SNAPSHOTS)?.entries()?.is_empty();

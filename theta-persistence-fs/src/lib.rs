@@ -66,11 +66,23 @@
 //!   writes it), only a few small files.
 //!
 //! What no store of this design can tell without a separate manifest: a
-//! snapshot file deleted behind its back (it then reads as absent), and whole
-//! batches cut from the end of the newest journal segment, or that segment
-//! deleted outright (the journal then ends earlier). `ARCHITECTURE.md`, next to
-//! this crate's `Cargo.toml`, explains why, and walks the write path, the
-//! recovery path and the checkpoint step by step.
+//! snapshot file deleted behind its back once the store is reopened (while it
+//! is open, the read reports [`FsError::Missing`]; after a reopen the snapshot
+//! reads as absent), and whole batches cut from the end of the newest journal
+//! segment, or that segment deleted outright (the journal then just ends
+//! earlier). `ARCHITECTURE.md`, next to this crate's `Cargo.toml`, explains
+//! why, and walks the write path, the read path, the checkpoint and the
+//! recovery path step by step.
+//!
+//! # Reads and recovery
+//!
+//! Reads need no thread hop: the writes not yet checkpointed are served from
+//! memory, and a snapshot file up to 64 KiB is read on the calling task (a
+//! page-cache hit costs microseconds); larger ones on tokio's blocking pool.
+//! `try_list` and `try_list_type` answer from an in-memory index (actor type
+//! and stamp of every stored snapshot, about 40 bytes each), which the open
+//! builds by reading the header of every snapshot file. A claim is granted on
+//! the calling thread unless a write of the same id is in flight.
 //!
 //! # Layout
 //!
@@ -390,7 +402,18 @@ impl FsStorage {
             anyhow::Error::new(e).context(format!("reading the snapshot of actor {id}"))
         };
         let Some(opened) = shared.files.open(id).map_err(reading)? else {
-            return Err(anyhow::Error::new(SnapshotNotFound));
+            // Written meanwhile (and checkpointed)? Or a file the store wrote
+            // that is gone? (Locks in the committer's order.)
+            let pending = shared.pending();
+            return match pending.get(id) {
+                Some(Some(bytes)) => Ok(bytes.as_ref().clone()),
+                Some(None) => Err(anyhow::Error::new(SnapshotNotFound)),
+                None if shared.index().contains(id) => Err(reading(FsError::Missing {
+                    id,
+                    path: shared.files.path_of(id),
+                })),
+                None => Err(anyhow::Error::new(SnapshotNotFound)),
+            };
         };
         if opened.len() <= INLINE_READ_MAX {
             return opened.read().map_err(reading);
@@ -451,49 +474,58 @@ impl PersistentStorage for FsStorage {
     /// stored file that is not an envelope (its type unknown) fails the listing,
     /// naming its id and path, rather than being left out silently.
     async fn try_list_type(&self, actor_type: uuid::Uuid) -> Result<Vec<ActorId>, anyhow::Error> {
-        loop {
-            let (ids, unknown) = self.inner.shared.index().ids_of(actor_type);
-            let Some(&id) = unknown.first() else {
-                return Ok(ids);
-            };
-            let source = match self
-                .read(id)
-                .await
-                .map(|bytes| envelope::Header::peek(&bytes))
-            {
-                Ok(Err(source)) => source,
-                // Rewritten or deleted meanwhile: list again.
-                Ok(Ok(_)) => continue,
+        let (mut ids, unknown) = self.inner.shared.index().ids_of(actor_type);
+        for id in unknown {
+            let header = match self.read(id).await {
+                Ok(bytes) => envelope::Header::peek(&bytes).map(|h| h.actor_type),
+                // Deleted meanwhile.
                 Err(e) if e.is::<SnapshotNotFound>() => continue,
                 Err(e) => return Err(e),
             };
-            let path = self.inner.shared.files.path_of(id);
-            return Err(anyhow::Error::new(PersistenceError::Corrupt { id, source }).context(
-                format!(
-                    "listing the actors of type {actor_type}: snapshot file {} is not an envelope, so its type is unknown",
-                    path.display()
-                ),
-            ));
+            match header {
+                // Rewritten meanwhile.
+                Ok(found) if found == actor_type => ids.push(id),
+                Ok(_) => {}
+                Err(source) => {
+                    let path = self.inner.shared.files.path_of(id);
+                    return Err(anyhow::Error::new(PersistenceError::Corrupt { id, source })
+                        .context(format!(
+                            "listing the actors of type {actor_type}: snapshot file {} is not an envelope, so its type is unknown",
+                            path.display()
+                        )));
+                }
+            }
         }
+        Ok(ids)
     }
 
-    /// Claims go through the committer, in order with the writes: the claim
-    /// sees every write acknowledged before it, and a write of an older epoch
-    /// queued after it is fenced. The snapshot is then read like `try_read`.
+    /// Ordered with the writes of the id: the claim sees every write
+    /// acknowledged before it, and a write of an older epoch that is not
+    /// acknowledged yet is fenced or acknowledged first (the claim then waits
+    /// for it in the committer's queue). The snapshot is then read like
+    /// `try_read`.
     async fn try_claim(
         &self,
         id: ActorId,
         owner: OwnerId,
         mode: ClaimMode,
     ) -> Result<Claim, anyhow::Error> {
-        let epoch = self
-            .submit(id, "claiming", |reply| Job::Claim {
-                id,
-                owner,
-                mode,
-                reply,
-            })
-            .await?;
+        let shared = &self.inner.shared;
+        shared
+            .check_writable()
+            .map_err(|e| with_id(e, id, "claiming"))?;
+        let epoch = match shared.claim_now(id, owner, mode) {
+            Some(granted) => granted?,
+            None => {
+                self.submit(id, "claiming", |reply| Job::Claim {
+                    id,
+                    owner,
+                    mode,
+                    reply,
+                })
+                .await?
+            }
+        };
         match self.read(id).await {
             Ok(bytes) => Ok(Claim {
                 epoch,
@@ -505,7 +537,7 @@ impl PersistentStorage for FsStorage {
             }),
             Err(e) => {
                 // The caller gets no claim: do not keep one for it.
-                let _ = self.try_release(id, owner, epoch).await;
+                shared.release(id, owner, epoch);
                 Err(e)
             }
         }
@@ -517,19 +549,7 @@ impl PersistentStorage for FsStorage {
         owner: OwnerId,
         epoch: u64,
     ) -> Result<(), anyhow::Error> {
-        let (reply, done) = oneshot::channel();
-        // A store that stopped holds no claims any more.
-        if self
-            .send(Job::Release {
-                id,
-                owner,
-                epoch,
-                reply,
-            })
-            .is_ok()
-        {
-            let _ = done.await;
-        }
+        self.inner.shared.release(id, owner, epoch);
         Ok(())
     }
 

@@ -1,10 +1,12 @@
 //! [`Shared`]: what the store handle, the committer and the checkpointer share.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 
-use theta::persistence::ClaimTable;
+use theta::ActorId;
+use theta::persistence::{ClaimMode, ClaimTable, OwnerId};
 
 use crate::dir::Dir;
 use crate::error::{Failure, FsError};
@@ -25,6 +27,12 @@ pub(crate) struct Shared {
     pub(crate) failpoints: Failpoints,
     /// Claims and tombstones, for the store's lifetime.
     pub(crate) claims: ClaimTable,
+    /// The ids with a write or delete that the committer accepted (checked
+    /// against the claims) and has not acknowledged (or failed) yet, and how
+    /// many. A claim of an id with none is granted on the caller's thread,
+    /// under this lock; one of an id with some goes through the committer, so
+    /// that no write of an older epoch is acknowledged after it.
+    unacknowledged: Mutex<HashMap<ActorId, usize>>,
     /// The error every later write gets, once a sync failed or a file vanished.
     poison: OnceLock<FsError>,
     closed: AtomicBool,
@@ -57,6 +65,7 @@ impl Shared {
             files,
             failpoints,
             claims,
+            unacknowledged: Mutex::default(),
             poison: OnceLock::new(),
             closed: AtomicBool::new(false),
             pending: Mutex::default(),
@@ -138,6 +147,37 @@ impl Shared {
 
     pub(crate) fn set_closed(&self) {
         self.closed.store(true, Ordering::Release);
+    }
+
+    /// The ids with unacknowledged writes (see the field); lock it before the
+    /// index, never after.
+    pub(crate) fn unacknowledged(&self) -> MutexGuard<'_, HashMap<ActorId, usize>> {
+        lock(&self.unacknowledged)
+    }
+
+    /// Claims `id` right away, unless the committer holds an unacknowledged
+    /// write or delete of it (`None`: the claim must wait for those, in the
+    /// committer's queue). Every acknowledged write is in the index, so the
+    /// claim sees it; every later write is checked against the claim.
+    pub(crate) fn claim_now(
+        &self,
+        id: ActorId,
+        owner: OwnerId,
+        mode: ClaimMode,
+    ) -> Option<Result<u64, anyhow::Error>> {
+        let unacknowledged = self.unacknowledged();
+        if unacknowledged.contains_key(&id) {
+            return None;
+        }
+        let stored = self.index().stamp(id);
+        Some(self.claims.claim(id, owner, mode, stored))
+    }
+
+    /// Ends `owner`'s claim of `id` under `epoch`.
+    pub(crate) fn release(&self, id: ActorId, owner: OwnerId, epoch: u64) {
+        let _unacknowledged = self.unacknowledged();
+        let stored = self.index().stamp(id);
+        self.claims.release(id, owner, epoch, stored);
     }
 
     pub(crate) fn pending(&self) -> MutexGuard<'_, Pending> {

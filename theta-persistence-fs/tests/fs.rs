@@ -327,6 +327,7 @@ async fn stray_files_are_ignored_or_cleaned() {
 
     let store = FsStorage::open(dir.path()).unwrap();
     assert!(!temp.exists(), "open removes leftover temp files");
+    assert_eq!(temp_files(dir.path()), Vec::<PathBuf>::new());
     let listed: HashSet<ActorId> = t(store.try_list()).await.unwrap().into_iter().collect();
     assert_eq!(listed, HashSet::from([id, partial_id]));
     assert!(
@@ -498,54 +499,67 @@ async fn layout_1_is_upgraded_in_place() {
     assert_eq!(t(store.try_read(id)).await.unwrap(), env(5, b"next"));
 }
 
+/// Puts of snapshots: (id, envelope).
+type Puts = Vec<(ActorId, Vec<u8>)>;
+
+/// A version-1 segment (layout 2) holding one batch of puts.
+fn v1_segment(number: u64, puts: &[(ActorId, Vec<u8>)]) -> Vec<u8> {
+    let salt = 0x5eed_0000 + number;
+    let mut bytes = b"THETAJNL".to_vec();
+    bytes.extend_from_slice(&1u32.to_le_bytes()); // version
+    bytes.extend_from_slice(&1u32.to_le_bytes()); // SYNCED
+    bytes.extend_from_slice(&number.to_le_bytes());
+    bytes.extend_from_slice(&salt.to_le_bytes());
+    let crc = crc32c::crc32c(&bytes);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    let mut records = Vec::new();
+    for (id, snapshot) in puts {
+        records.push(1);
+        records.extend_from_slice(id.as_bytes());
+        records.extend_from_slice(&(snapshot.len() as u32).to_le_bytes());
+        records.extend_from_slice(snapshot);
+    }
+    let offset = bytes.len() as u64;
+    let mut crc = crc32c::crc32c(&salt.to_le_bytes());
+    crc = crc32c::crc32c_append(crc, &offset.to_le_bytes());
+    crc = crc32c::crc32c_append(crc, &(records.len() as u32).to_le_bytes());
+    crc = crc32c::crc32c_append(crc, &records);
+    bytes.extend_from_slice(&(records.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(&offset.to_le_bytes());
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    bytes.extend_from_slice(&records);
+    bytes
+}
+
+/// What a layout-2 build left after a crash: a marker, no snapshot files, and
+/// version-1 segments.
+fn legacy_store(dir: &Path, segments: &[(u64, Puts)]) {
+    std::fs::write(dir.join("FORMAT"), "theta-persistence-fs layout 2\n").unwrap();
+    std::fs::create_dir(snapshots(dir)).unwrap();
+    let journal = dir.join("journal");
+    std::fs::create_dir(&journal).unwrap();
+    for (number, puts) in segments {
+        std::fs::write(
+            journal.join(format!("{number:016x}.log")),
+            v1_segment(*number, puts),
+        )
+        .unwrap();
+    }
+}
+
 /// A layout-2 store whose journal a crash left (version-1 segments, with a gap
 /// in their numbers, which layout 2 could leave) is replayed and upgraded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn layout_2_with_a_journal_is_upgraded_in_place() {
-    /// A version-1 segment (layout 2) holding one batch of puts.
-    fn v1_segment(number: u64, puts: &[(ActorId, Vec<u8>)]) -> Vec<u8> {
-        let salt = 0x5eed_0000 + number;
-        let mut bytes = b"THETAJNL".to_vec();
-        bytes.extend_from_slice(&1u32.to_le_bytes()); // version
-        bytes.extend_from_slice(&1u32.to_le_bytes()); // SYNCED
-        bytes.extend_from_slice(&number.to_le_bytes());
-        bytes.extend_from_slice(&salt.to_le_bytes());
-        let crc = crc32c::crc32c(&bytes);
-        bytes.extend_from_slice(&crc.to_le_bytes());
-        let mut records = Vec::new();
-        for (id, snapshot) in puts {
-            records.push(1);
-            records.extend_from_slice(id.as_bytes());
-            records.extend_from_slice(&(snapshot.len() as u32).to_le_bytes());
-            records.extend_from_slice(snapshot);
-        }
-        let offset = bytes.len() as u64;
-        let mut crc = crc32c::crc32c(&salt.to_le_bytes());
-        crc = crc32c::crc32c_append(crc, &offset.to_le_bytes());
-        crc = crc32c::crc32c_append(crc, &(records.len() as u32).to_le_bytes());
-        crc = crc32c::crc32c_append(crc, &records);
-        bytes.extend_from_slice(&(records.len() as u32).to_le_bytes());
-        bytes.extend_from_slice(&offset.to_le_bytes());
-        bytes.extend_from_slice(&crc.to_le_bytes());
-        bytes.extend_from_slice(&records);
-        bytes
-    }
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (ActorId::new_v4(), ActorId::new_v4());
-    std::fs::write(dir.path().join("FORMAT"), "theta-persistence-fs layout 2\n").unwrap();
-    std::fs::create_dir(snapshots(dir.path())).unwrap();
-    let journal = dir.path().join("journal");
-    std::fs::create_dir(&journal).unwrap();
-    std::fs::write(
-        journal.join("0000000000000003.log"),
-        v1_segment(3, &[(a, env(1, b"a1")), (b, env(1, b"b1"))]),
-    )
-    .unwrap();
-    std::fs::write(
-        journal.join("0000000000000005.log"),
-        v1_segment(5, &[(a, env(2, b"a2"))]),
-    )
-    .unwrap();
+    legacy_store(
+        dir.path(),
+        &[
+            (3, vec![(a, env(1, b"a1")), (b, env(1, b"b1"))]),
+            (5, vec![(a, env(2, b"a2"))]),
+        ],
+    );
     {
         let store = FsStorage::open(dir.path()).unwrap();
         assert_eq!(t(store.try_read(a)).await.unwrap(), env(2, b"a2"));
@@ -762,6 +776,82 @@ async fn a_write_larger_than_any_envelope_is_refused() {
     t(store.try_write(id, env(1, b"fine"))).await.unwrap();
 }
 
+/// A takeover racing a write of the previous owner: the write is fenced, or
+/// acknowledged before the takeover, whose snapshot then holds it. Never
+/// acknowledged after the takeover without the takeover seeing it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_takeover_racing_a_write_either_fences_it_or_sees_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsStorage::open(dir.path()).unwrap();
+    let (mut fenced, mut seen) = (0, 0);
+    for round in 0..300u64 {
+        let id = ActorId::new_v4();
+        let (a, b) = (OwnerId::new(), OwnerId::new());
+        let old = t(store.try_claim(id, a, ClaimMode::Exclusive))
+            .await
+            .unwrap();
+        let bytes = envelope::Seal::new(TYPE)
+            .actor_id(id)
+            .epoch(old.epoch)
+            .sequence(1)
+            .seal(&round.to_le_bytes());
+        let writer = {
+            let (store, bytes) = (store.clone(), bytes.clone());
+            tokio::spawn(async move { store.try_write(id, bytes).await })
+        };
+        if round % 2 == 0 {
+            tokio::task::yield_now().await;
+        }
+        let new = t(store.try_claim(id, b, ClaimMode::Takeover))
+            .await
+            .unwrap();
+        match t(writer).await.unwrap() {
+            Ok(()) => {
+                assert_eq!(
+                    new.snapshot.as_ref(),
+                    Some(&bytes),
+                    "round {round}: the old owner's write was acknowledged, the takeover did not see it"
+                );
+                seen += 1;
+            }
+            Err(e) => {
+                assert!(e.is::<theta::persistence::Fenced>(), "round {round}: {e:#}");
+                assert_eq!(new.snapshot, None, "round {round}");
+                fenced += 1;
+            }
+        }
+    }
+    eprintln!("{fenced} fenced, {seen} seen by the takeover");
+}
+
+/// A snapshot file removed behind the open store's back is reported missing
+/// (the index remembers the store wrote it); after a reopen nothing records it,
+/// and it reads as absent (see "What cannot be detected", ARCHITECTURE.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_file_removed_behind_the_store_is_reported_while_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsStorage::open(dir.path()).unwrap();
+    let id = ActorId::new_v4();
+    t(store.try_write(id, env(1, b"x"))).await.unwrap();
+    t(store.checkpoint()).await.unwrap();
+    std::fs::remove_file(snap_file(dir.path(), id)).unwrap();
+    let err = t(store.try_read(id)).await.unwrap_err();
+    match fs_error(&err) {
+        FsError::Missing { id: missing, path } => {
+            assert_eq!((*missing, path), (id, &snap_file(dir.path(), id)));
+        }
+        other => panic!("expected Missing, got {other:?}"),
+    }
+    drop(store);
+    let store = FsStorage::open(dir.path()).unwrap();
+    assert!(
+        t(store.try_read(id))
+            .await
+            .unwrap_err()
+            .is::<SnapshotNotFound>()
+    );
+}
+
 /// `rm -r` of the store directory while it writes: a sync of the unlinked
 /// segment succeeds and makes nothing durable, so every write submitted after
 /// the removal is refused (naming the segment), and the store stays poisoned.
@@ -874,6 +964,25 @@ async fn moving_the_store_directory_is_noticed_at_the_next_checkpoint() {
     assert!(
         matches!(fs_error(&err), FsError::Vanished { .. }),
         "{err:#}"
+    );
+}
+
+/// A store opened by a relative path is not taken for a moved one when the
+/// process changes its working directory. (Every other test here uses absolute
+/// paths, so the change of directory does not disturb them.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relative_store_path_survives_a_change_of_working_directory() {
+    let parent = tempfile::tempdir().unwrap();
+    std::env::set_current_dir(parent.path()).unwrap();
+    let store = FsStorage::open("relative-store").unwrap();
+    std::env::set_current_dir(std::env::temp_dir()).unwrap();
+    let id = ActorId::new_v4();
+    t(store.try_write(id, env(1, b"x"))).await.unwrap();
+    t(store.checkpoint()).await.unwrap();
+    assert!(!store.is_poisoned());
+    assert_eq!(
+        std::fs::read(snap_file(&parent.path().join("relative-store"), id)).unwrap(),
+        env(1, b"x")
     );
 }
 
@@ -1383,6 +1492,38 @@ mod failpoints {
         drop(store);
         let store = FsStorage::open(dir.path()).unwrap();
         assert_eq!(t(store.try_read(id)).await.unwrap(), env(3, b"newer"));
+    }
+
+    /// A checkpoint of an upgraded journal whose version-1 segments skip a
+    /// number stops between two segments: `START` names the next segment that
+    /// exists, so the journal still opens.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn start_always_names_a_segment_that_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (ActorId::new_v4(), ActorId::new_v4());
+        legacy_store(
+            dir.path(),
+            &[(3, vec![(a, env(1, b"a1"))]), (5, vec![(b, env(1, b"b1"))])],
+        );
+        let store = FsStorage::builder(dir.path())
+            .fail_next(Step::SegmentDelete, Action::ErrorOnHit { n: 2, code: EIO })
+            .open()
+            .unwrap();
+        // The open's checkpoint: segment 3 done (`START` moves on), then it
+        // fails before 5.
+        let start = dir.path().join("journal/START");
+        t(async {
+            while std::fs::read(&start).ok().as_deref() == Some(b"0000000000000003\n") {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        assert_eq!(std::fs::read(&start).unwrap(), b"0000000000000005\n");
+        let crashed = crash_copy(dir.path());
+        drop(store);
+        let store = FsStorage::open(crashed.path()).unwrap();
+        assert_eq!(t(store.try_read(a)).await.unwrap(), env(1, b"a1"));
+        assert_eq!(t(store.try_read(b)).await.unwrap(), env(1, b"b1"));
     }
 
     /// A failed rotation keeps the current segment, and the next one uses the
