@@ -95,6 +95,10 @@ pub(crate) struct Committer {
     durability: Durability,
     journal_limit: u64,
     segment: Segment,
+    /// After a rotation of a full segment failed: the length the segment must
+    /// reach before the next automatic attempt (a full disk is not retried,
+    /// and logged, after every batch).
+    retry_rotation_at: Option<u64>,
     buf: Vec<u8>,
     /// Holds the directory's `flock`; dropped (unlocking) at the close.
     lock: Option<File>,
@@ -127,6 +131,7 @@ impl Committer {
             durability,
             journal_limit,
             segment,
+            retry_rotation_at: None,
             buf: Vec::new(),
             lock: Some(lock),
             checkpoints: Some(tx),
@@ -437,7 +442,8 @@ impl Committer {
             checkpoint::reply_all(requests, &closed);
             return;
         }
-        let full = self.segment.len() >= self.journal_limit;
+        let len = self.segment.len();
+        let full = len >= self.journal_limit && self.retry_rotation_at.is_none_or(|at| len >= at);
         if requests.is_empty() && !full {
             return;
         }
@@ -450,8 +456,12 @@ impl Committer {
             self.shared.wait_checkpoint_idle();
         }
         match self.seal() {
-            Ok(sealed) => self.start_checkpoint(sealed, requests),
+            Ok(sealed) => {
+                self.retry_rotation_at = None;
+                self.start_checkpoint(sealed, requests);
+            }
             Err(e) => {
+                self.retry_rotation_at = Some(len.saturating_add(self.journal_limit / 4));
                 if requests.is_empty() {
                     tracing::warn!(
                         store = %self.shared.dir().display(),

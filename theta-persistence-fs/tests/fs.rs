@@ -1494,6 +1494,69 @@ mod failpoints {
         assert_eq!(t(store.try_read(id)).await.unwrap(), env(3, b"newer"));
     }
 
+    /// A rotation that fails (a full disk) is logged, naming the segment, and
+    /// is not retried (nor logged again) after every batch; writes go on into
+    /// the current segment, and once the disk has room the journal rotates.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_rotation_is_logged_once_and_retried_later() {
+        use std::sync::Mutex;
+        static LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+        struct Log;
+        impl std::io::Write for Log {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                LOG.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        // The only test of this binary that installs a subscriber.
+        tracing_subscriber::fmt()
+            .with_writer(|| Log)
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .try_init()
+            .unwrap();
+        let logged = || {
+            let log = String::from_utf8_lossy(&LOG.lock().unwrap()).into_owned();
+            log.matches("starting a new journal segment failed").count()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStorage::builder(dir.path())
+            .journal_limit(4096)
+            .open()
+            .unwrap();
+        store.fail_next(Step::SegmentCreate, Action::ErrorEveryTime(ENOSPC));
+        let id = ActorId::new_v4();
+        // A write is 417 bytes in the journal: the segment is full after 10
+        // (the first attempt), and the next waits for another quarter of the
+        // limit (1 KiB, after 13). Retried after every batch, 10 to 14 would
+        // each log.
+        for sequence in 1..=14u64 {
+            t(store.try_write(id, env(sequence, &[1; 300])))
+                .await
+                .unwrap();
+        }
+        assert_eq!(journal_segments(dir.path()).len(), 1);
+        let once = logged();
+        assert!((1..=2).contains(&once), "logged {once} times");
+        let log = String::from_utf8_lossy(&LOG.lock().unwrap()).into_owned();
+        assert!(log.contains(".log"), "the segment is named: {log}");
+        // Room again: the next attempt rotates.
+        store.clear_failpoints();
+        for sequence in 15..=30u64 {
+            t(store.try_write(id, env(sequence, &[1; 300])))
+                .await
+                .unwrap();
+        }
+        t(store.checkpoint()).await.unwrap();
+        assert_eq!(logged(), once);
+        drop(store);
+        let store = FsStorage::open(dir.path()).unwrap();
+        assert_eq!(t(store.try_read(id)).await.unwrap(), env(30, &[1; 300]));
+    }
+
     /// A checkpoint of an upgraded journal whose version-1 segments skip a
     /// number stops between two segments: `START` names the next segment that
     /// exists, so the journal still opens.
