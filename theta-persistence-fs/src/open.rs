@@ -68,6 +68,7 @@ pub(crate) fn open(options: Options<'_>) -> Result<(Arc<Shared>, Committer), FsE
             Unmarked::Empty { leftovers: found } => leftovers = found,
         }
     }
+    // 5. `snapshots/` and `journal/`.
     let (snapshots, journal) = directories(&root, format)?;
     for name in leftovers {
         // What a creation cut short left: no writes (see `classify_unmarked`).
@@ -75,7 +76,7 @@ pub(crate) fn open(options: Options<'_>) -> Result<(Arc<Shared>, Committer), FsE
             .remove_if_present(&name)
             .map_err(|e| FsError::io("removing", journal.join(&name), e))?;
     }
-    // 5. The generation: bumped and synced before any claim is granted, so
+    // 6. The generation: bumped and synced before any claim is granted, so
     //    epochs of this open are above every epoch of the earlier ones.
     let generation = match (format, layout::read_generation(&root)?) {
         (Format::Current, None) => {
@@ -93,16 +94,16 @@ pub(crate) fn open(options: Options<'_>) -> Result<(Arc<Shared>, Committer), FsE
             cause: "the generation is too large to grow".into(),
         })?;
     layout::write_generation(&root, generation).map_err(|f| f.into_error())?;
-    // 6. The snapshot files: temp files removed, every header read (the index).
+    // 7. The snapshot files: temp files removed, every header read (the index).
     let files = SnapshotFiles::new(snapshots);
     let scanned = files.scan()?;
-    // 7. The journal: every segment it needs, checked and replayed.
+    // 8. The journal: every segment it needs, checked and replayed.
     let replayed = match format {
         Format::Current => journal::replay(&journal, Rules::Current)?,
         Format::Legacy => journal::replay(&journal, Rules::Legacy)?,
         Format::Absent => Replayed::default(),
     };
-    // 8. A new segment to write to, after the newest whole one (whose torn
+    // 9. A new segment to write to, after the newest whole one (whose torn
     //    tail, if any, is cut off first: the new segment records its length).
     let number = replayed.next().ok_or_else(|| FsError::Damaged {
         path: journal.join(layout::segment_name(u64::MAX)),
@@ -121,13 +122,13 @@ pub(crate) fn open(options: Options<'_>) -> Result<(Arc<Shared>, Committer), FsE
     let synced = durability == Durability::PowerLoss;
     let segment =
         Segment::create(&journal, number, prev, synced, || Ok(())).map_err(|f| f.into_error())?;
-    // 9. A new or upgraded store: `START`, then the layout marker, last.
+    // 10. A new or upgraded store: `START`, then the layout marker, last.
     let start = replayed.start.unwrap_or(number);
     if format != Format::Current {
         journal::write_start(&journal, start).map_err(|f| f.into_error())?;
         layout::write_format(&root).map_err(|f| f.into_error())?;
     }
-    // 10. The shared state: the index of every stored snapshot, and the
+    // 11. The shared state: the index of every stored snapshot, and the
     //     replayed writes, pending (served from memory until checkpointed).
     let shared = Arc::new(Shared::new(
         root,
@@ -138,11 +139,12 @@ pub(crate) fn open(options: Options<'_>) -> Result<(Arc<Shared>, Committer), FsE
     ));
     *shared.journal_start() = start;
     {
+        // (The committer's lock order: pending, then the index.)
+        let mut pending = shared.pending();
         let mut index = shared.index();
         for (id, described) in scanned {
             index.insert(id, described);
         }
-        let mut pending = shared.pending();
         for (id, replay) in replayed.entries {
             match &replay.snapshot {
                 Some(bytes) => {
@@ -156,7 +158,7 @@ pub(crate) fn open(options: Options<'_>) -> Result<(Arc<Shared>, Committer), FsE
             pending.publish(id, replay.snapshot.map(Arc::new), replay.segment);
         }
     }
-    // 11. The committer, and a first checkpoint of the replayed segments in the
+    // 12. The committer, and a first checkpoint of the replayed segments in the
     //     background.
     let replayed_segments = (start < number || !replayed.leftovers.is_empty()).then(|| number - 1);
     let committer = Committer::new(

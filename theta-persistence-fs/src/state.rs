@@ -1,4 +1,9 @@
 //! [`Shared`]: what the store handle, the committer and the checkpointer share.
+//!
+//! When several of its locks are held at once, they are taken in this order:
+//! `unacknowledged` or `pending` first, then `index`, then the claim table's own
+//! lock (inside `ClaimTable`); `journal_start` (held by a checkpoint for its
+//! whole run) before all of them.
 
 use std::collections::HashMap;
 use std::path::Path;
