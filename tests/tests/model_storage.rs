@@ -15,7 +15,7 @@ mod common;
 mod postgres_support;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use common::within;
@@ -131,16 +131,52 @@ impl Backend for Fs {
     async fn restart(&mut self, storage: FsStorage) -> FsStorage {
         let crashed = self.dir.with_extension(format!("crash{}", self.crashes));
         self.crashes += 1;
-        std::fs::create_dir(&crashed).expect("crash copy dir");
-        for part in ["journal", "snapshots", "FORMAT"] {
-            let status = std::process::Command::new("cp")
-                .arg("-a")
-                .arg(self.dir.join(part))
-                .arg(&crashed)
-                .status()
-                .expect("running cp");
-            assert!(status.success(), "copying {part}: {status}");
+        // The journal first, copied again until it did not change while it was
+        // copied (a checkpoint may be moving its start and removing segments:
+        // a copy of half of that is no state a kill leaves); then the rest.
+        fn copy(from: &Path, to: &Path, skip: &[&str]) {
+            std::fs::create_dir_all(to).expect("crash copy dir");
+            let Ok(entries) = std::fs::read_dir(from) else {
+                return;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                if skip.iter().any(|s| name == *s) {
+                    continue;
+                }
+                let target = to.join(&name);
+                match entry.file_type() {
+                    Ok(kind) if kind.is_dir() => copy(&entry.path(), &target, &[]),
+                    Ok(_) => match std::fs::copy(entry.path(), &target) {
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => panic!("copying {}: {e}", entry.path().display()),
+                    },
+                    Err(_) => {}
+                }
+            }
         }
+        let journal_state = |dir: &Path| {
+            let mut state: Vec<_> = std::fs::read_dir(dir.join("journal"))
+                .map(|entries| {
+                    entries
+                        .flatten()
+                        .map(|e| (e.file_name(), e.metadata().map(|m| m.len()).ok()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            state.sort();
+            (std::fs::read(dir.join("journal/START")).ok(), state)
+        };
+        loop {
+            let before = journal_state(&self.dir);
+            let _ = std::fs::remove_dir_all(crashed.join("journal"));
+            copy(&self.dir.join("journal"), &crashed.join("journal"), &[]);
+            if journal_state(&self.dir) == before {
+                break;
+            }
+        }
+        copy(&self.dir, &crashed, &["journal", "LOCK"]);
         drop(storage);
         self.dir = crashed;
         self.open()

@@ -2,12 +2,21 @@
 //!
 //! Each "element" is one saved (or read) snapshot; criterion prints elements/s.
 //! `durable/N` = N actors saving concurrently, each its own id, each waiting for
-//! its previous save. Baselines: a serial `std::fs::write` overwrite (not durable),
-//! a serial temp+fsync+rename+dir-fsync loop (durable, no group commit), and 64
-//! concurrent `tokio::fs::write` overwrites (not durable). `fs-recovery`: reading
-//! 100k snapshots back, and the crash-recovery `open` that replays a journal of
-//! 100k snapshots into their files, and the `respawn` of 100k actors (read,
-//! decode, start) from the store.
+//! its previous save; `owned/N` the same under ownership claims (each actor
+//! claims its id, then writes under the claim's epoch, as the runtime does).
+//! Baselines: a serial `std::fs::write` overwrite (not durable), a serial
+//! temp+fsync+rename+dir-fsync loop (durable, no group commit), and 64
+//! concurrent `tokio::fs::write` overwrites (not durable).
+//!
+//! `fs-read`: 10,000 stored snapshots read back (recovery) through `try_read`
+//! and `try_claim`, one after the other and from 64 tasks, next to a raw
+//! sequential `std::fs::read` of the same files in the same run.
+//!
+//! `fs-recovery`: reading 100k snapshots back; the `open` of a store of 100k
+//! snapshot files (it reads every header: the index); the crash-recovery `open`
+//! of a journal of 100k snapshots (replayed into memory), and that open with
+//! the checkpoint that writes their files; and the `respawn` of 100k actors
+//! (claim, read, decode, start) from the store.
 
 use std::fs::File;
 use std::io::Write;
@@ -18,9 +27,12 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde::{Deserialize, Serialize};
 use theta::ActorId;
-use theta::persistence::{PersistentSpawnExt, PersistentStorage, encode_snapshot, envelope};
+use theta::persistence::Durability;
+use theta::persistence::{
+    ClaimMode, OwnerId, PersistentSpawnExt, PersistentStorage, encode_snapshot, envelope,
+};
 use theta::prelude::*;
-use theta_persistence_fs::{Durability, FsStorage};
+use theta_persistence_fs::FsStorage;
 
 /// The actor of the respawn benchmark: a device's meter reading.
 #[derive(Debug, Clone, Serialize, Deserialize, ActorArgs)]
@@ -55,12 +67,14 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-/// `actors` tasks, each saving its own id `iters` times; returns the elapsed time.
+/// `actors` tasks, each saving its own id `iters` times (under the claim's
+/// epoch in `epochs`, if given); returns the elapsed time.
 async fn save_concurrently(
     store: &FsStorage,
     actors: usize,
     iters: u64,
     seq: &AtomicU64,
+    epochs: Option<&[u64]>,
 ) -> Duration {
     let base = seq.fetch_add(iters, Ordering::Relaxed);
     let start = Instant::now();
@@ -68,9 +82,12 @@ async fn save_concurrently(
         .map(|i| {
             let store = store.clone();
             let id = ActorId::from_u128(i as u128 + 1);
+            let seal = envelope::Seal::new(TYPE)
+                .actor_id(id)
+                .epoch(epochs.map_or(0, |e| e[i]));
             tokio::spawn(async move {
                 for n in 0..iters {
-                    let bytes = envelope::seal(TYPE, 0, base + n, &PAYLOAD);
+                    let bytes = seal.sequence(base + n).seal(&PAYLOAD);
                     store.try_write(id, bytes).await.expect("save");
                 }
             })
@@ -91,21 +108,36 @@ fn fs_storage(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(4));
 
     for (name, durability, actors) in [
-        ("durable", Durability::Durable, 1),
-        ("durable", Durability::Durable, 8),
-        ("durable", Durability::Durable, 64),
-        ("buffered", Durability::Buffered, 64),
+        ("durable", Durability::PowerLoss, 1),
+        ("durable", Durability::PowerLoss, 8),
+        ("durable", Durability::PowerLoss, 64),
+        ("owned", Durability::PowerLoss, 1),
+        ("owned", Durability::PowerLoss, 64),
+        ("buffered", Durability::ProcessKill, 64),
     ] {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = FsStorage::builder(dir.path())
             .durability(durability)
             .open()
             .expect("open");
+        let epochs: Option<Vec<u64>> = (name == "owned").then(|| {
+            let owner = OwnerId::new();
+            rt.block_on(async {
+                let mut epochs = Vec::new();
+                for i in 0..actors {
+                    let id = ActorId::from_u128(i as u128 + 1);
+                    let claim = store.try_claim(id, owner, ClaimMode::Exclusive).await;
+                    epochs.push(claim.expect("claim").epoch);
+                }
+                epochs
+            })
+        });
         let seq = AtomicU64::new(1);
         group.throughput(Throughput::Elements(actors as u64));
         group.bench_function(format!("{name}/{actors}"), |b| {
-            b.to_async(&rt)
-                .iter_custom(|iters| save_concurrently(&store, actors, iters, &seq));
+            b.to_async(&rt).iter_custom(|iters| {
+                save_concurrently(&store, actors, iters, &seq, epochs.as_deref())
+            });
         });
     }
 
@@ -115,7 +147,7 @@ fn fs_storage(c: &mut Criterion) {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = FsStorage::open(dir.path()).expect("open");
         rt.block_on(async {
-            save_concurrently(&store, 64, 1, &AtomicU64::new(1)).await;
+            save_concurrently(&store, 64, 1, &AtomicU64::new(1), None).await;
             store.checkpoint().await.expect("checkpoint");
         });
         group.throughput(Throughput::Elements(64));
@@ -157,7 +189,7 @@ fn fs_storage(c: &mut Criterion) {
     let ids: Vec<ActorId> = (0..RECOVERY_SNAPSHOTS).map(|_| ActorId::new_v4()).collect();
     {
         let store = FsStorage::builder(dir.path())
-            .durability(Durability::Buffered)
+            .durability(Durability::ProcessKill)
             .open()
             .expect("open");
         rt.block_on(save_each(&store, &ids));
@@ -180,13 +212,30 @@ fn fs_storage(c: &mut Criterion) {
         });
     });
 
+    // The open of a store of 100k snapshot files: the lock, the markers, and a
+    // walk of the shard directories that reads every header (the index).
+    drop(store);
+    group.bench_function("open/100k", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let start = Instant::now();
+                let store = FsStorage::open(dir.path()).expect("open");
+                total += start.elapsed();
+                drop(store);
+            }
+            total
+        });
+    });
+
     // Crash recovery: `open` of a store whose journal holds 100k acknowledged
-    // snapshots that no checkpoint wrote to files yet (replay, 100k files
-    // written, one syncfs). Each iteration opens a fresh copy of that directory.
+    // snapshots that no checkpoint wrote to files yet (replayed into memory;
+    // with `+checkpoint`, until a checkpoint wrote the 100k files and synced
+    // them). Each iteration opens a fresh copy of that directory.
     let crashed = tempfile::tempdir().expect("tempdir");
     {
         let store = FsStorage::builder(dir.path().join("journaled"))
-            .durability(Durability::Buffered)
+            .durability(Durability::ProcessKill)
             .journal_limit(u64::MAX)
             .open()
             .expect("open");
@@ -236,18 +285,109 @@ fn fs_storage(c: &mut Criterion) {
         });
     }
 
-    group.bench_function("replay-open/100k", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let copy = tempfile::tempdir().expect("tempdir");
-                copy_dir(crashed.path(), copy.path());
-                let start = Instant::now();
-                let store = FsStorage::open(copy.path()).expect("replaying open");
-                total += start.elapsed();
-                drop(store);
+    for with_checkpoint in [false, true] {
+        let name = if with_checkpoint {
+            "replay-open+checkpoint/100k"
+        } else {
+            "replay-open/100k"
+        };
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let copy = tempfile::tempdir().expect("tempdir");
+                    copy_dir(crashed.path(), copy.path());
+                    let start = Instant::now();
+                    let store = FsStorage::open(copy.path()).expect("replaying open");
+                    if with_checkpoint {
+                        rt.block_on(store.checkpoint()).expect("checkpoint");
+                    }
+                    total += start.elapsed();
+                    drop(store);
+                }
+                total
+            });
+        });
+    }
+    group.finish();
+}
+
+/// Recovery reads: 10,000 stored snapshots (in their files) read back through
+/// `try_read` and `try_claim`, one after the other and from 64 tasks, next to
+/// a raw sequential `std::fs::read` of the same files.
+fn fs_reads(c: &mut Criterion) {
+    const N: usize = 10_000;
+    let rt = runtime();
+    let mut group = c.benchmark_group("fs-read");
+    group
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4))
+        .throughput(Throughput::Elements(N as u64));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ids: Vec<ActorId> = (0..N).map(|_| ActorId::new_v4()).collect();
+    {
+        let store = FsStorage::open(dir.path()).expect("open");
+        rt.block_on(save_each(&store, &ids));
+    }
+    let store = FsStorage::open(dir.path()).expect("reopen");
+    // The same files, by path (the layout: `snapshots/<xor of the id's bytes>/<id>.snap`).
+    let paths: Vec<PathBuf> = ids
+        .iter()
+        .map(|id| {
+            let shard = id.as_bytes().iter().fold(0u8, |acc, b| acc ^ b);
+            dir.path()
+                .join("snapshots")
+                .join(format!("{shard:02x}"))
+                .join(format!("{id}.snap"))
+        })
+        .collect();
+    group.bench_function("raw_std_fs_read/sequential", |b| {
+        b.iter(|| {
+            for path in &paths {
+                let bytes = std::fs::read(path).expect("read");
+                std::hint::black_box(bytes);
             }
-            total
+        });
+    });
+    group.bench_function("try_read/sequential", |b| {
+        b.to_async(&rt).iter(|| async {
+            for id in &ids {
+                let bytes = store.try_read(*id).await.expect("read");
+                std::hint::black_box(bytes);
+            }
+        });
+    });
+    group.bench_function("try_read/64-tasks", |b| {
+        b.to_async(&rt).iter(|| {
+            let store = store.clone();
+            over_64_tasks(&ids, move |id| {
+                let store = store.clone();
+                async move { std::hint::black_box(store.try_read(id).await.expect("read")) }
+            })
+        });
+    });
+    // Claims by one owner: each claim of an id it holds is granted again (a
+    // newer epoch), and reads the snapshot.
+    let owner = OwnerId::new();
+    group.bench_function("try_claim/sequential", |b| {
+        b.to_async(&rt).iter(|| async {
+            for id in &ids {
+                let claim = store.try_claim(*id, owner, ClaimMode::Exclusive).await;
+                std::hint::black_box(claim.expect("claim"));
+            }
+        });
+    });
+    group.bench_function("try_claim/64-tasks", |b| {
+        b.to_async(&rt).iter(|| {
+            let store = store.clone();
+            over_64_tasks(&ids, move |id| {
+                let store = store.clone();
+                async move {
+                    let claim = store.try_claim(id, owner, ClaimMode::Exclusive).await;
+                    std::hint::black_box(claim.expect("claim"))
+                }
+            })
         });
     });
     group.finish();
@@ -371,5 +511,5 @@ fn baselines(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, baselines, fs_storage);
+criterion_group!(benches, baselines, fs_storage, fs_reads);
 criterion_main!(benches);

@@ -1,78 +1,27 @@
-//! The committer and the checkpointer: the two threads of a store.
+//! The committer thread: the one place where the store changes. Writes,
+//! deletes, ownership claims and releases, checkpoint requests and the close
+//! all go through its queue, and it handles them in queue order, so the write
+//! rule, the claims and the journal always agree.
 //!
-//! # A write
-//!
-//! The **committer** takes every job queued (up to a limit) as one batch:
-//!
-//! 1. **check**: each write is checked, in queue order, against the newest
-//!    sequence number of its id (the batch's own earlier writes, then the
-//!    not-yet-checkpointed writes in memory, then the snapshot file's header); a
-//!    stale one is refused;
-//! 2. **append**: the batch's records go to the journal in one write;
-//! 3. **sync**: one `fdatasync` of the journal segment (durable mode only);
-//! 4. **publish**: the writes become visible to reads, from memory;
-//! 5. **acknowledge** every job of the batch.
-//!
-//! One `fdatasync` per batch, instead of a file, a rename and their syncs per
-//! write, is what makes durable throughput grow with the number of actors saving
-//! at once.
-//!
-//! # A checkpoint
-//!
-//! When the journal segment reaches the store's journal limit (or on
-//! [`FsStorage::checkpoint`](crate::FsStorage::checkpoint), and when the store
-//! closes) the committer starts a new segment and the **checkpointer** brings the
-//! snapshot files up to date in the background:
-//!
-//! 1. it copies the list of writes held in memory;
-//! 2. writes each to a fresh temp file `.<uuid>.<n>.tmp` in its shard directory
-//!    and renames it over `<uuid>.snap` (a delete unlinks the file), on a few
-//!    threads;
-//! 3. one `syncfs` makes all of that durable;
-//! 4. it forgets the writes it wrote (those not overwritten meanwhile), then
-//!    removes the sealed journal segments and syncs the journal directory.
-//!
-//! # Why nothing acknowledged is lost, and nothing older comes back
-//!
-//! - A write is acknowledged only once its journal record is synced, and a
-//!   record's segment is removed only after a checkpoint made a file holding that
-//!   write, or a newer one, durable (step 3 before step 4).
-//! - Until then, a crash is repaired by the next `open`: it replays every
-//!   segment, oldest first, keeping the last record of each id, writes those
-//!   files, syncs and removes the segments, exactly like a checkpoint. Replaying
-//!   a record whose file was already written writes the same bytes again.
-//! - A file the checkpointer was renaming when the power went out may be torn
-//!   (a file system may persist a rename before the data), but then its record
-//!   is still in the journal and the replay rewrites it.
-//! - The removal of a checkpoint's segments is synced before the next checkpoint
-//!   starts, so an old segment can never reappear after a newer checkpoint and be
-//!   replayed over newer files.
-//! - Stale checks, appends and publication happen on the committer thread alone,
-//!   in queue order; other processes are kept out by the directory lock.
-//! - Reads look at the writes in memory first, so they see every acknowledged
-//!   write whether or not a checkpoint has written its file yet.
-//!
-//! Any failed sync (`fdatasync`, `syncfs`, a directory `fsync`) poisons the
-//! store: after a failed sync the kernel may have dropped the dirty pages, and a
-//! retried sync could falsely succeed.
+//! It takes every job queued (up to a limit) as one batch; the steps of a
+//! batch are described in `ARCHITECTURE.md` ("The write path").
 
-use std::collections::{HashMap, HashSet};
-use std::fs::{self, File};
-use std::io::{self, Write};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::fs::File;
+use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, TryRecvError};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 
 use theta::ActorId;
-use theta::persistence::StaleSnapshot;
-use theta::persistence::envelope::{self, Stamp};
+use theta::persistence::envelope::{Header, Stamp};
+use theta::persistence::{ClaimMode, Durability, OwnerId};
 use tokio::sync::oneshot;
 
-use crate::failpoint::{Failpoints, Step};
-use crate::journal::{self, AppendError, CreateError, Segment};
-use crate::{Durability, FsError, layout};
+use crate::checkpoint::{self, Checkpointer, Request};
+use crate::error::FsError;
+use crate::failpoint::Step;
+use crate::journal::{self, AppendError, Segment};
+use crate::state::Shared;
 
 /// Most jobs one batch takes.
 const MAX_BATCH_JOBS: usize = 1024;
@@ -83,14 +32,11 @@ const KEEP_BUFFER_BYTES: usize = 16 << 20;
 /// While a checkpoint runs, the journal may grow to this many times the limit
 /// before writes wait for the checkpoint to finish.
 const HARD_LIMIT_FACTOR: u64 = 4;
-/// Files per checkpoint thread, and most checkpoint threads.
-const FILES_PER_WORKER: usize = 8;
-const MAX_WORKERS: usize = 8;
 
 /// Where the answer to a write or a delete goes.
 pub(crate) type Reply = oneshot::Sender<Result<(), anyhow::Error>>;
-/// Where the answer to a checkpoint request goes.
-pub(crate) type CheckpointReply = oneshot::Sender<Result<(), FsError>>;
+/// Where the epoch of a granted claim goes.
+pub(crate) type ClaimReply = oneshot::Sender<Result<u64, anyhow::Error>>;
 
 pub(crate) enum Job {
     Write {
@@ -102,351 +48,45 @@ pub(crate) enum Job {
         id: ActorId,
         reply: Reply,
     },
+    Claim {
+        id: ActorId,
+        owner: OwnerId,
+        mode: ClaimMode,
+        reply: ClaimReply,
+    },
     Checkpoint {
-        reply: CheckpointReply,
+        reply: checkpoint::Reply,
+    },
+    Close {
+        reply: checkpoint::Reply,
     },
 }
 
 /// A write or delete of a batch that passed its checks, waiting for the append.
 struct Accepted {
     id: ActorId,
-    /// `None` for a delete.
-    snapshot: Option<Vec<u8>>,
-    /// The snapshot's envelope stamp, if it has one.
-    stamp: Option<Stamp>,
+    change: Change,
     reply: Reply,
 }
 
-/// An acknowledged write that a checkpoint has not written to its file yet.
-#[derive(Debug, Clone)]
-pub(crate) struct Entry {
-    /// Changes whenever the id is written again (a counter of the committer).
-    version: u64,
-    /// `None` for a delete.
-    pub(crate) snapshot: Option<Arc<Vec<u8>>>,
-    /// The snapshot's envelope stamp, if it has one.
-    stamp: Option<Stamp>,
+enum Change {
+    Write {
+        bytes: Vec<u8>,
+        actor_type: uuid::Uuid,
+        stamp: Stamp,
+    },
+    /// A delete of a stored snapshot, of this stamp (`None`: not an envelope).
+    Delete { deleted: Option<Stamp> },
 }
 
-#[derive(Debug, Default)]
-struct Pending {
-    entries: HashMap<ActorId, Entry>,
-}
-
-/// State the store handle, the committer and the checkpointer share.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) dir: PathBuf,
-    pub(crate) snapshots: PathBuf,
-    pub(crate) journal: PathBuf,
-    /// Set once by the first sync failure.
-    pub(crate) poison: OnceLock<String>,
-    pub(crate) failpoints: Failpoints,
-    pending: Mutex<Pending>,
-    /// Whether a checkpoint is running; `idle` is signalled when one ends.
-    checkpointing: Mutex<bool>,
-    idle: Condvar,
-}
-
-impl Shared {
-    pub(crate) fn new(dir: PathBuf, snapshots: PathBuf, journal: PathBuf) -> Self {
-        Self {
-            dir,
-            snapshots,
-            journal,
-            poison: OnceLock::new(),
-            failpoints: Default::default(),
-            pending: Mutex::default(),
-            checkpointing: Mutex::new(false),
-            idle: Condvar::new(),
-        }
-    }
-
-    pub(crate) fn check_poison(&self) -> Result<(), FsError> {
-        match self.poison.get() {
-            Some(cause) => Err(FsError::Poisoned {
-                path: self.dir.clone(),
-                cause: cause.clone(),
-            }),
-            None => Ok(()),
-        }
-    }
-
-    fn poison(&self, cause: String) {
-        let _ = self.poison.set(cause);
-    }
-
-    fn pending(&self) -> MutexGuard<'_, Pending> {
-        // The lock is never held across code that can panic midway through an
-        // update, so a poisoned lock still guards consistent data.
-        self.pending.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The acknowledged write of `id` not yet in its file: `Some(None)` for a
-    /// delete, `None` when the file is up to date.
-    pub(crate) fn pending_snapshot(&self, id: ActorId) -> Option<Option<Arc<Vec<u8>>>> {
-        self.pending()
-            .entries
-            .get(&id)
-            .map(|entry| entry.snapshot.clone())
-    }
-
-    /// The ids written and the ids deleted since their files were last updated.
-    pub(crate) fn pending_ids(&self) -> (Vec<ActorId>, HashSet<ActorId>) {
-        let pending = self.pending();
-        let mut written = Vec::new();
-        let mut deleted = HashSet::new();
-        for (id, entry) in &pending.entries {
-            if entry.snapshot.is_some() {
-                written.push(*id);
-            } else {
-                deleted.insert(*id);
-            }
-        }
-        (written, deleted)
-    }
-
-    fn set_checkpointing(&self, running: bool) {
-        *self.checkpointing.lock().unwrap_or_else(|e| e.into_inner()) = running;
-        if !running {
-            self.idle.notify_all();
-        }
-    }
-
-    fn is_checkpointing(&self) -> bool {
-        *self.checkpointing.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn wait_checkpoint_idle(&self) {
-        let mut running = self.checkpointing.lock().unwrap_or_else(|e| e.into_inner());
-        while *running {
-            running = self.idle.wait(running).unwrap_or_else(|e| e.into_inner());
-        }
-    }
-}
-
-/// The snapshot files: writing them (without syncs) and syncing them.
-pub(crate) struct Files {
-    shared: Arc<Shared>,
-    /// The `snapshots` directory, the handle `syncfs` is called on.
-    snapshots_dir: File,
-    /// Shard directories known to exist.
-    shards: [AtomicBool; 256],
-    nonce: AtomicU64,
-}
-
-impl Files {
-    pub(crate) fn new(shared: Arc<Shared>, snapshots_dir: File, present: &[u8]) -> Self {
-        let mut shards: [AtomicBool; 256] = std::array::from_fn(|_| AtomicBool::new(false));
-        for &byte in present {
-            *shards[byte as usize].get_mut() = true;
-        }
-        Self {
-            shared,
-            snapshots_dir,
-            shards,
-            nonce: AtomicU64::new(0),
-        }
-    }
-
-    /// Writes (or, for `None`, removes) the file of every entry, on a few
-    /// threads; no syncs. Stops at the first error.
-    pub(crate) fn write_all(
-        &self,
-        entries: Vec<(ActorId, Option<Arc<Vec<u8>>>)>,
-    ) -> Result<(), FsError> {
-        let workers = entries
-            .len()
-            .div_ceil(FILES_PER_WORKER)
-            .clamp(1, MAX_WORKERS);
-        let mut parts: Vec<Vec<_>> = (0..workers).map(|_| Vec::new()).collect();
-        for (i, entry) in entries.into_iter().enumerate() {
-            parts[i % workers].push(entry);
-        }
-        parallel(parts, |part| {
-            for (id, snapshot) in part {
-                match snapshot {
-                    Some(bytes) => self.write(id, &bytes)?,
-                    None => self.remove(id)?,
-                }
-            }
-            Ok(())
-        })
-        .into_iter()
-        .collect()
-    }
-
-    /// Temp file, written whole, renamed over `<uuid>.snap`.
-    fn write(&self, id: ActorId, bytes: &[u8]) -> Result<(), FsError> {
-        let byte = layout::shard_byte(id);
-        let shard = layout::shard_dir(&self.shared.snapshots, id);
-        if !self.shards[byte as usize].load(Ordering::Acquire) {
-            // The new shard's entry in `snapshots/` is made durable by the
-            // checkpoint's `syncfs`.
-            layout::create_dir(&shard)?;
-            self.shards[byte as usize].store(true, Ordering::Release);
-        }
-        let (temp, mut file) = loop {
-            let nonce = self.nonce.fetch_add(1, Ordering::Relaxed);
-            let temp = layout::temp_path(&shard, id, nonce);
-            match layout::create_file(&temp) {
-                Ok(file) => break (temp, file),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    // The shard directory vanished under us; recreate it once.
-                    layout::create_dir(&shard)?;
-                    let file = layout::create_file(&temp)
-                        .map_err(|e| FsError::io("creating temp file", &temp, e))?;
-                    break (temp, file);
-                }
-                Err(e) => return Err(FsError::io("creating temp file", temp, e)),
-            }
-        };
-        let written = file
-            .write_all(bytes)
-            .and_then(|()| self.shared.failpoints.hit(Step::AfterTempWrite));
-        drop(file);
-        if let Err(e) = written {
-            let _ = fs::remove_file(&temp);
-            return Err(FsError::io("writing temp file", temp, e));
-        }
-        let target = layout::snapshot_path(&self.shared.snapshots, id);
-        let renamed = self
-            .shared
-            .failpoints
-            .hit(Step::BeforeRename)
-            .and_then(|()| fs::rename(&temp, &target));
-        if let Err(e) = renamed {
-            let _ = fs::remove_file(&temp);
-            return Err(FsError::io("renaming temp file over", target, e));
-        }
-        Ok(())
-    }
-
-    fn remove(&self, id: ActorId) -> Result<(), FsError> {
-        let target = layout::snapshot_path(&self.shared.snapshots, id);
-        match fs::remove_file(&target) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(FsError::io("removing", target, e)),
-        }
-    }
-
-    /// One `syncfs` of the store's file system; a failure poisons the store.
-    pub(crate) fn sync(&self) -> Result<(), FsError> {
-        let result = self
-            .shared
-            .failpoints
-            .hit(Step::CheckpointSync)
-            .and_then(|()| rustix::fs::syncfs(&self.snapshots_dir).map_err(io::Error::from));
-        result.map_err(|e| {
-            self.shared.poison(format!(
-                "syncfs on {} failed: {e}",
-                self.shared.snapshots.display()
-            ));
-            FsError::io("syncing the file system of", &self.shared.snapshots, e)
-        })
-    }
-
-    /// Removes the journal segments up to `sealed_through` and syncs the
-    /// journal directory (a failed sync poisons the store).
-    pub(crate) fn remove_segments(&self, sealed_through: u64) -> Result<(), FsError> {
-        let journal = &self.shared.journal;
-        self.shared
-            .failpoints
-            .hit(Step::SegmentDelete)
-            .map_err(|e| FsError::io("removing journal segments in", journal, e))?;
-        let mut removed = false;
-        for (generation, path) in journal::segments(journal)? {
-            if generation > sealed_through {
-                break;
-            }
-            match fs::remove_file(&path) {
-                Ok(()) => removed = true,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(FsError::io("removing journal segment", path, e)),
-            }
-        }
-        if removed && let Err(e) = layout::sync_dir(journal) {
-            self.shared.poison(e.to_string());
-            return Err(e);
-        }
-        Ok(())
-    }
-}
-
-/// A request to the checkpointer.
-struct Checkpoint {
-    /// The newest segment that no write will go to any more.
-    sealed_through: u64,
-    replies: Vec<CheckpointReply>,
-}
-
-/// The checkpointer thread: see the module docs.
-struct Checkpointer {
-    shared: Arc<Shared>,
-    files: Arc<Files>,
-}
-
-impl Checkpointer {
-    fn run(self, rx: Receiver<Checkpoint>) {
-        /// Marks the checkpointer idle however a checkpoint ends, a panic
-        /// included, so that the committer never waits for a dead thread.
-        struct Idle<'a>(&'a Shared);
-        impl Drop for Idle<'_> {
-            fn drop(&mut self) {
-                self.0.set_checkpointing(false);
-            }
-        }
-        while let Ok(request) = rx.recv() {
-            let idle = Idle(&self.shared);
-            let result = self.checkpoint(request.sealed_through);
-            drop(idle);
-            if let Err(e) = &result
-                && request.replies.is_empty()
-            {
-                // Nobody asked for this one: say it somewhere. Every write
-                // stays in the journal (and in memory) until a checkpoint
-                // succeeds; the next one retries them all.
-                tracing::warn!(
-                    store = %self.shared.dir.display(),
-                    error = %e,
-                    "background checkpoint failed; the journal keeps every write"
-                );
-            }
-            reply_all(request.replies, &result);
-        }
-    }
-
-    fn checkpoint(&self, sealed_through: u64) -> Result<(), FsError> {
-        self.shared.check_poison()?;
-        let taken: Vec<(ActorId, Entry)> = self
-            .shared
-            .pending()
-            .entries
-            .iter()
-            .map(|(id, entry)| (*id, entry.clone()))
-            .collect();
-        if !taken.is_empty() {
-            let writes = taken
-                .iter()
-                .map(|(id, entry)| (*id, entry.snapshot.clone()))
-                .collect();
-            self.files.write_all(writes)?;
-            self.files.sync()?;
-            let mut pending = self.shared.pending();
-            for (id, entry) in &taken {
-                if pending
-                    .entries
-                    .get(id)
-                    .is_some_and(|now| now.version == entry.version)
-                {
-                    pending.entries.remove(id);
-                }
-            }
-        }
-        self.files.remove_segments(sealed_through)
-    }
+/// What the batch's accepted jobs so far did to one id.
+#[derive(Clone, Copy)]
+struct Seen {
+    /// The stamp a later write must be newer than: the last written, or the
+    /// last deleted one.
+    last: Option<Stamp>,
+    /// Whether a snapshot is stored after them.
+    stored: bool,
 }
 
 /// The committer thread: see the module docs.
@@ -455,49 +95,57 @@ pub(crate) struct Committer {
     durability: Durability,
     journal_limit: u64,
     segment: Segment,
-    /// The generation the next segment gets.
-    next_generation: u64,
-    /// Counts writes, for [`Entry::version`].
-    version: u64,
+    /// After a rotation of a full segment failed: the length the segment must
+    /// reach before the next automatic attempt (a full disk is not retried,
+    /// and logged, after every batch).
+    retry_rotation_at: Option<u64>,
     buf: Vec<u8>,
-    checkpoints: Option<mpsc::Sender<Checkpoint>>,
+    /// Holds the directory's `flock`; dropped (unlocking) at the close.
+    lock: Option<File>,
+    checkpoints: Option<mpsc::Sender<Request>>,
     checkpointer: Option<JoinHandle<()>>,
 }
 
 impl Committer {
-    /// Starts the checkpointer thread; the committer runs on the caller's
-    /// thread of choice (see [`Committer::run`]).
+    /// Starts the checkpointer thread, and a first checkpoint through segment
+    /// `replayed` if the open replayed segments; the committer runs on the
+    /// caller's thread of choice (see [`Committer::run`]).
     pub(crate) fn new(
         shared: Arc<Shared>,
-        files: Arc<Files>,
         durability: Durability,
         journal_limit: u64,
         segment: Segment,
+        lock: File,
+        replayed: Option<u64>,
     ) -> Result<Self, FsError> {
         let (tx, rx) = mpsc::channel();
         let checkpointer = Checkpointer {
             shared: shared.clone(),
-            files,
         };
         let handle = std::thread::Builder::new()
             .name("theta-fs-checkpoint".into())
             .spawn(move || checkpointer.run(rx))
-            .map_err(|e| FsError::io("starting the checkpoint thread for", &shared.dir, e))?;
-        Ok(Self {
-            next_generation: segment.generation() + 1,
+            .map_err(|e| FsError::io("starting the checkpoint thread for", shared.dir(), e))?;
+        let mut committer = Self {
             shared,
             durability,
             journal_limit,
             segment,
-            version: 0,
+            retry_rotation_at: None,
             buf: Vec::new(),
+            lock: Some(lock),
             checkpoints: Some(tx),
             checkpointer: Some(handle),
-        })
+        };
+        journal::start_batch(&mut committer.buf);
+        if let Some(through) = replayed {
+            committer.start_checkpoint(through, Vec::new());
+        }
+        Ok(committer)
     }
 
-    /// Runs until every sender is gone, then checkpoints everything and stops
-    /// the checkpointer.
+    /// Runs until every sender is gone, then closes the store (a last
+    /// checkpoint) and stops the checkpointer.
     pub(crate) fn run(mut self, rx: Receiver<Job>) {
         let mut batch = Vec::new();
         while let Ok(first) = rx.recv() {
@@ -515,144 +163,226 @@ impl Committer {
             let requests = self.commit(&mut batch);
             self.maybe_checkpoint(requests);
         }
-        self.close();
+        if let Err(e) = self.close() {
+            tracing::warn!(
+                store = %self.shared.dir().display(),
+                error = %e,
+                "the last checkpoint of a dropped store failed; the journal keeps every write"
+            );
+        }
+        self.checkpoints = None;
+        if let Some(handle) = self.checkpointer.take() {
+            let _ = handle.join();
+        }
     }
 
-    /// Commits the writes and deletes of `batch`; returns its checkpoint
-    /// requests.
-    fn commit(&mut self, batch: &mut Vec<Job>) -> Vec<CheckpointReply> {
+    /// Handles the jobs of `batch` in order; returns its checkpoint requests.
+    fn commit(&mut self, batch: &mut Vec<Job>) -> Vec<checkpoint::Reply> {
         let mut requests = Vec::new();
         let mut accepted: Vec<Accepted> = Vec::new();
-        // The sequence number each id has after the batch's accepted jobs so far.
-        let mut batch_sequences: HashMap<ActorId, Option<Stamp>> = HashMap::new();
-        journal::start_batch(&mut self.buf);
+        let mut seen: HashMap<ActorId, Seen> = HashMap::new();
         for job in batch.drain(..) {
-            let (id, snapshot, reply) = match job {
-                Job::Checkpoint { reply } => {
-                    requests.push(reply);
-                    continue;
-                }
-                Job::Write { id, bytes, reply } => (id, Some(bytes), reply),
-                Job::Delete { id, reply } => (id, None, reply),
-            };
-            if let Err(e) = self.shared.check_poison() {
-                let _ = reply.send(Err(with_id(e, id, snapshot.is_some())));
-                continue;
-            }
-            let attempted = snapshot.as_deref().and_then(envelope::stamp_of);
-            if let Some(bytes) = &snapshot {
-                if !journal::fits(bytes.len()) {
-                    let error = FsError::TooLarge {
-                        id,
-                        len: bytes.len() as u64,
-                        limit: envelope::MAX_ENVELOPE_LEN as u64,
-                    };
-                    let _ = reply.send(Err(error.into()));
-                    continue;
-                }
-                let stored = match batch_sequences.get(&id) {
-                    Some(sequence) => Ok(*sequence),
-                    None => self.stored_stamp(id),
-                };
-                match stored {
-                    Ok(Some(stored)) if attempted.is_some_and(|attempted| attempted <= stored) => {
-                        let stale = StaleSnapshot {
-                            id,
-                            stored: stored.sequence,
-                            attempted: attempted.map_or(0, |a| a.sequence),
-                        };
-                        let _ = reply.send(Err(stale.into()));
-                        continue;
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        let _ = reply.send(Err(e.into()));
-                        continue;
+            match job {
+                Job::Write { id, bytes, reply } => {
+                    if let Some(ok) = self.accept_write(id, bytes, reply, &mut seen) {
+                        accepted.push(ok);
                     }
                 }
+                Job::Delete { id, reply } => {
+                    if let Some(ok) = self.accept_delete(id, reply, &mut seen) {
+                        accepted.push(ok);
+                    }
+                }
+                Job::Claim {
+                    id,
+                    owner,
+                    mode,
+                    reply,
+                } => {
+                    // A claim sees every write before it acknowledged, and
+                    // fences every write after it: commit those before it first.
+                    self.append(&mut accepted);
+                    seen.clear();
+                    let _ = reply.send(self.claim(id, owner, mode));
+                }
+                Job::Checkpoint { reply } => requests.push(reply),
+                Job::Close { reply } => {
+                    self.append(&mut accepted);
+                    seen.clear();
+                    let result = self.close();
+                    checkpoint::reply_all(std::mem::take(&mut requests), &result);
+                    let _ = reply.send(result);
+                }
             }
-            journal::encode(&mut self.buf, id, snapshot.as_deref());
-            batch_sequences.insert(id, attempted);
-            accepted.push(Accepted {
-                id,
-                snapshot,
-                stamp: attempted,
-                reply,
-            });
         }
-        if !accepted.is_empty() {
-            self.append(accepted);
-        }
+        self.append(&mut accepted);
         if self.buf.capacity() > KEEP_BUFFER_BYTES {
             self.buf = Vec::new();
+            journal::start_batch(&mut self.buf);
         }
         requests
     }
 
-    /// The newest stamp of `id` before this batch.
-    fn stored_stamp(&self, id: ActorId) -> Result<Option<Stamp>, FsError> {
-        if let Some(entry) = self.shared.pending().entries.get(&id) {
-            return Ok(entry.stamp);
+    /// What a write or delete of `id` must be checked against: the batch's
+    /// earlier jobs of the id, or what is stored.
+    fn seen(&self, id: ActorId, seen: &HashMap<ActorId, Seen>) -> Seen {
+        seen.get(&id).copied().unwrap_or_else(|| {
+            let index = self.shared.index();
+            Seen {
+                last: index.stamp(id),
+                stored: index.contains(id),
+            }
+        })
+    }
+
+    /// Step 1 of a batch for a write: the write rule.
+    fn accept_write(
+        &mut self,
+        id: ActorId,
+        bytes: Vec<u8>,
+        reply: Reply,
+        seen: &mut HashMap<ActorId, Seen>,
+    ) -> Option<Accepted> {
+        if let Err(e) = self.shared.check_writable() {
+            let _ = reply.send(Err(with_id(e, id, "writing the snapshot of")));
+            return None;
         }
-        let path = layout::snapshot_path(&self.shared.snapshots, id);
-        layout::stored_stamp(&path).map_err(|e| FsError::io("reading the header of", path, e))
+        // Checked and marked unacknowledged at once: a claim granted outside
+        // the committer comes before the check (and fences the write) or
+        // after the acknowledgement.
+        let mut unacknowledged = self.shared.unacknowledged();
+        let before = self.seen(id, seen);
+        // Stamp and epoch checks, against the tombstone of a deleted snapshot
+        // and the id's claim too.
+        let stamp = match self.shared.claims.check_write(id, before.last, &bytes) {
+            Ok(stamp) => stamp,
+            Err(e) => {
+                drop(unacknowledged);
+                let _ = reply.send(Err(e));
+                return None;
+            }
+        };
+        *unacknowledged.entry(id).or_insert(0) += 1;
+        drop(unacknowledged);
+        let actor_type = Header::peek(&bytes)
+            .expect("check_write accepted an envelope")
+            .actor_type;
+        journal::encode(&mut self.buf, id, Some(&bytes));
+        seen.insert(
+            id,
+            Seen {
+                last: Some(stamp),
+                stored: true,
+            },
+        );
+        Some(Accepted {
+            id,
+            change: Change::Write {
+                bytes,
+                actor_type,
+                stamp,
+            },
+            reply,
+        })
+    }
+
+    /// Step 1 of a batch for a delete: nothing to check, except that there is
+    /// something to delete (a delete of an absent snapshot changes nothing and
+    /// is acknowledged at once).
+    fn accept_delete(
+        &mut self,
+        id: ActorId,
+        reply: Reply,
+        seen: &mut HashMap<ActorId, Seen>,
+    ) -> Option<Accepted> {
+        if let Err(e) = self.shared.check_writable() {
+            let _ = reply.send(Err(with_id(e, id, "deleting the snapshot of")));
+            return None;
+        }
+        let mut unacknowledged = self.shared.unacknowledged();
+        let before = self.seen(id, seen);
+        if !before.stored {
+            drop(unacknowledged);
+            let _ = reply.send(Ok(()));
+            return None;
+        }
+        *unacknowledged.entry(id).or_insert(0) += 1;
+        drop(unacknowledged);
+        journal::encode(&mut self.buf, id, None);
+        seen.insert(
+            id,
+            Seen {
+                last: before.last,
+                stored: false,
+            },
+        );
+        Some(Accepted {
+            id,
+            change: Change::Delete {
+                deleted: before.last,
+            },
+            reply,
+        })
+    }
+
+    /// A claim of `id`, against what is stored now (every write of it queued
+    /// before the claim was acknowledged or failed).
+    fn claim(&self, id: ActorId, owner: OwnerId, mode: ClaimMode) -> Result<u64, anyhow::Error> {
+        self.shared
+            .check_writable()
+            .map_err(|e| with_id(e, id, "claiming"))?;
+        let stored = self.shared.index().stamp(id);
+        self.shared.claims.claim(id, owner, mode, stored)
     }
 
     /// Steps 2 to 5 of a batch: append, sync, publish, acknowledge.
-    fn append(&mut self, accepted: Vec<Accepted>) {
-        let failpoints = &self.shared.failpoints;
-        let good_len = self.segment.len();
-        let appended = self
-            .segment
-            .append(&mut self.buf, || failpoints.hit(Step::JournalWrite));
-        let failure = match appended {
-            Ok(()) => None,
-            Err(AppendError::Undone(e)) => Some(e),
-            Err(AppendError::Stuck { error, undo }) => {
-                self.shared.poison(format!(
-                    "cutting a failed append off journal segment {} failed: {undo}",
-                    self.segment.path().display()
-                ));
-                Some(error)
-            }
-        };
-        if let Some(e) = failure {
-            let path = self.segment.path().to_path_buf();
-            fail_all(accepted, "appending to journal segment", &path, &e);
+    fn append(&mut self, accepted: &mut Vec<Accepted>) {
+        if accepted.is_empty() {
             return;
         }
-        if self.durability == Durability::Durable {
-            let synced = failpoints
-                .hit(Step::JournalSync)
-                .and_then(|()| self.segment.sync());
-            if let Err(e) = synced {
-                let path = self.segment.path().to_path_buf();
-                self.shared
-                    .poison(format!("fdatasync of {} failed: {e}", path.display()));
-                // Best effort: the store is poisoned either way, and a refused
-                // write that comes back at the next open is still a whole one.
-                let _ = self.segment.truncate(good_len);
-                fail_all(accepted, "syncing journal segment", &path, &e);
-                return;
+        let accepted = std::mem::take(accepted);
+        let ids: Vec<ActorId> = accepted.iter().map(|a| a.id).collect();
+        let result = self.append_and_sync();
+        journal::start_batch(&mut self.buf);
+        match result {
+            Ok(()) => self.publish(accepted),
+            Err(e) => fail_all(accepted, &e),
+        }
+        let mut unacknowledged = self.shared.unacknowledged();
+        for id in ids {
+            if let Some(count) = unacknowledged.get_mut(&id) {
+                *count -= 1;
+                if *count == 0 {
+                    unacknowledged.remove(&id);
+                }
             }
         }
+    }
+
+    /// Publishes and acknowledges the appended (and synced) batch.
+    fn publish(&mut self, accepted: Vec<Accepted>) {
+        let segment = self.segment.number();
         let mut replies = Vec::with_capacity(accepted.len());
         {
             let mut pending = self.shared.pending();
-            for Accepted {
-                id,
-                snapshot,
-                stamp,
-                reply,
-            } in accepted
-            {
-                self.version += 1;
-                let entry = Entry {
-                    version: self.version,
-                    snapshot: snapshot.map(Arc::new),
-                    stamp,
-                };
-                pending.entries.insert(id, entry);
+            let mut index = self.shared.index();
+            for Accepted { id, change, reply } in accepted {
+                match change {
+                    Change::Write {
+                        bytes,
+                        actor_type,
+                        stamp,
+                    } => {
+                        pending.publish(id, Some(Arc::new(bytes)), segment);
+                        index.insert(id, Some((actor_type, stamp)));
+                        self.shared.claims.record_write(id, stamp);
+                    }
+                    Change::Delete { deleted } => {
+                        pending.publish(id, None, segment);
+                        index.remove(id);
+                        self.shared.claims.record_delete(id, deleted);
+                    }
+                }
                 replies.push(reply);
             }
         }
@@ -661,11 +391,59 @@ impl Committer {
         }
     }
 
+    /// Appends the batch in the buffer to the journal and, in durable mode,
+    /// syncs it; then checks that the segment is still linked.
+    fn append_and_sync(&mut self) -> Result<(), FsError> {
+        let shared = &self.shared;
+        let good_len = self.segment.len();
+        let appended = self
+            .segment
+            .append(&mut self.buf, || shared.failpoints.hit(Step::JournalWrite));
+        let path = self.segment.path().to_path_buf();
+        match appended {
+            Ok(()) => {}
+            Err(AppendError::Undone(e)) => {
+                return Err(FsError::io("appending to journal segment", path, e));
+            }
+            Err(AppendError::Stuck { error, undo }) => {
+                shared.poison_sync(FsError::io(
+                    "cutting a failed append off journal segment",
+                    &path,
+                    undo,
+                ));
+                return Err(FsError::io("appending to journal segment", path, error));
+            }
+        }
+        if self.durability == Durability::PowerLoss {
+            let synced = shared
+                .failpoints
+                .hit(Step::JournalSync)
+                .and_then(|()| self.segment.sync());
+            if let Err(e) = synced {
+                let error = shared.poison_sync(FsError::io("syncing journal segment", &path, e));
+                // Best effort: the store is poisoned either way, and a refused
+                // write that comes back at the next open is still a whole one.
+                let _ = self.segment.truncate(good_len);
+                return Err(error);
+            }
+        }
+        check_linked(shared, &self.segment)
+    }
+
     /// Starts a checkpoint when one was asked for, or when the journal segment
     /// has reached its limit (waiting for a running checkpoint only if asked, or
     /// if the journal is far over its limit).
-    fn maybe_checkpoint(&mut self, requests: Vec<CheckpointReply>) {
-        let full = self.segment.len() >= self.journal_limit;
+    fn maybe_checkpoint(&mut self, requests: Vec<checkpoint::Reply>) {
+        if self.shared.is_closed() {
+            // The close checkpointed everything; nothing is written any more.
+            let closed = Err(FsError::Closed {
+                path: self.shared.dir().to_path_buf(),
+            });
+            checkpoint::reply_all(requests, &closed);
+            return;
+        }
+        let len = self.segment.len();
+        let full = len >= self.journal_limit && self.retry_rotation_at.is_none_or(|at| len >= at);
         if requests.is_empty() && !full {
             return;
         }
@@ -677,136 +455,150 @@ impl Committer {
             }
             self.shared.wait_checkpoint_idle();
         }
-        let sealed_through = match self.seal() {
-            Ok(generation) => generation,
+        match self.seal() {
+            Ok(sealed) => {
+                self.retry_rotation_at = None;
+                self.start_checkpoint(sealed, requests);
+            }
             Err(e) => {
-                reply_all(requests, &Err(e));
-                return;
+                self.retry_rotation_at = Some(len.saturating_add(self.journal_limit / 4));
+                if requests.is_empty() {
+                    tracing::warn!(
+                        store = %self.shared.dir().display(),
+                        segment = %self.segment.path().display(),
+                        error = %e,
+                        "starting a new journal segment failed; writes go on into the current one"
+                    );
+                }
+                checkpoint::reply_all(requests, &Err(e));
             }
-        };
-        self.start_checkpoint(sealed_through, requests);
+        }
     }
 
-    /// Syncs the current segment and starts the next one; returns the sealed
-    /// segment's generation.
+    /// Syncs the current segment and starts the next one, which records the
+    /// sealed one's final length; returns the sealed segment's number. On a
+    /// failure the current segment stays current, and the next attempt uses
+    /// the same number (numbers have no gaps).
     fn seal(&mut self) -> Result<u64, FsError> {
-        self.shared.check_poison()?;
-        let sealed = self.segment.generation();
+        self.shared.check_writable()?;
+        self.shared.check_in_place()?;
+        let sealed = self.segment.number();
+        let path = self.segment.path().to_path_buf();
+        let next = sealed.checked_add(1).ok_or_else(|| FsError::Damaged {
+            path: path.clone(),
+            cause: "its number is the largest a segment can have; no segment can follow it".into(),
+        })?;
         // Durable mode synced every batch already; buffered mode did not, and
-        // a segment must be whole on disk before a newer one exists (replay
-        // treats damage to any but the newest segment as corruption).
-        if let Err(e) = self.segment.sync() {
-            let path = self.segment.path().to_path_buf();
+        // a segment must be whole on disk before a newer one records its
+        // length.
+        self.segment.sync().map_err(|e| {
             self.shared
-                .poison(format!("fdatasync of {} failed: {e}", path.display()));
-            return Err(FsError::io("syncing journal segment", path, e));
-        }
-        let generation = self.next_generation;
-        self.next_generation += 1;
-        let synced = self.durability == Durability::Durable;
-        match Segment::create(&self.shared.journal, generation, synced) {
-            Ok(segment) => {
-                self.segment = segment;
-                Ok(sealed)
-            }
-            Err(CreateError::Plain(e)) => Err(e),
-            Err(CreateError::Sync(e)) => {
-                self.shared.poison(e.to_string());
-                Err(e)
-            }
-        }
+                .poison_sync(FsError::io("syncing journal segment", &path, e))
+        })?;
+        check_linked(&self.shared, &self.segment)?;
+        let failpoints = &self.shared.failpoints;
+        let segment = Segment::create(
+            &self.shared.journal,
+            next,
+            Some(self.segment.link()),
+            self.durability == Durability::PowerLoss,
+            || failpoints.hit(Step::SegmentCreate),
+        )
+        .map_err(|f| self.shared.failed(f))?;
+        self.segment = segment;
+        Ok(sealed)
     }
 
-    fn start_checkpoint(&mut self, sealed_through: u64, replies: Vec<CheckpointReply>) {
+    fn start_checkpoint(&mut self, through: u64, replies: Vec<checkpoint::Reply>) {
         self.shared.set_checkpointing(true);
-        let request = Checkpoint {
-            sealed_through,
-            replies,
-        };
+        let request = Request { through, replies };
         if let Some(tx) = &self.checkpoints
             && let Err(mpsc::SendError(request)) = tx.send(request)
         {
             self.shared.set_checkpointing(false);
             let stopped = Err(FsError::CommitterStopped {
-                path: self.shared.dir.clone(),
+                path: self.shared.dir().to_path_buf(),
             });
-            reply_all(request.replies, &stopped);
+            checkpoint::reply_all(request.replies, &stopped);
         }
     }
 
-    /// The orderly close: a last checkpoint of everything, the journal included,
-    /// then the checkpointer stops.
-    fn close(&mut self) {
+    /// The orderly close: a last checkpoint of everything, then writes, deletes
+    /// and claims are refused and the directory is unlocked. Errors of the last
+    /// checkpoint are returned; the store is closed either way (the journal
+    /// keeps whatever the checkpoint did not write).
+    fn close(&mut self) -> Result<(), FsError> {
+        if self.shared.is_closed() {
+            return Ok(());
+        }
         self.shared.wait_checkpoint_idle();
-        if self.shared.check_poison().is_ok() && self.segment.sync().is_ok() {
-            self.start_checkpoint(self.segment.generation(), Vec::new());
-        }
-        self.checkpoints = None;
-        if let Some(handle) = self.checkpointer.take() {
-            let _ = handle.join();
-        }
+        let result = self.last_checkpoint();
+        self.shared.set_closed();
+        self.lock = None;
+        result
+    }
+
+    fn last_checkpoint(&mut self) -> Result<(), FsError> {
+        self.shared.check_poison()?;
+        // An empty current segment holds nothing to checkpoint: it stays, and
+        // the next open continues after it.
+        let through = if self.segment.is_empty() {
+            self.segment.number() - 1
+        } else {
+            self.seal()?
+        };
+        self.shared.set_checkpointing(true);
+        let result = checkpoint::checkpoint(&self.shared, through);
+        self.shared.set_checkpointing(false);
+        result
     }
 }
 
-fn reply_all(replies: Vec<CheckpointReply>, result: &Result<(), FsError>) {
-    for reply in replies {
-        let _ = reply.send(match result {
-            Ok(()) => Ok(()),
-            Err(e) => Err(e.duplicate()),
-        });
+/// Poisons the store if `segment` was unlinked: a sync of it made nothing
+/// durable.
+fn check_linked(shared: &Shared, segment: &Segment) -> Result<(), FsError> {
+    match segment.is_linked() {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(shared.poison_with(FsError::Vanished {
+            path: segment.path().to_path_buf(),
+            cause: "the open journal segment was unlinked (was the store directory removed?); what was synced to it is lost".into(),
+        })),
+        Err(e) => Err(FsError::io(
+            "inspecting journal segment",
+            segment.path(),
+            e,
+        )),
     }
 }
 
-fn fail_all(accepted: Vec<Accepted>, op: &'static str, path: &std::path::Path, e: &io::Error) {
-    for Accepted {
-        id,
-        snapshot,
-        reply,
-        ..
-    } in accepted
-    {
-        let error = FsError::io(op, path, clone_io(e));
-        let _ = reply.send(Err(with_id(error, id, snapshot.is_some())));
+fn fail_all(accepted: Vec<Accepted>, error: &FsError) {
+    for Accepted { id, change, reply } in accepted {
+        let what = match change {
+            Change::Write { .. } => "writing the snapshot of",
+            Change::Delete { .. } => "deleting the snapshot of",
+        };
+        let _ = reply.send(Err(with_id(error.duplicate(), id, what)));
     }
 }
 
-/// `error`, with the actor it failed for (it still downcasts to [`FsError`]).
-pub(crate) fn with_id(error: FsError, id: ActorId, write: bool) -> anyhow::Error {
-    let what = if write { "writing" } else { "deleting" };
-    anyhow::Error::new(error).context(format!("{what} the snapshot of actor {id}"))
-}
-
-/// Runs `f` on each part, the first on this thread and the others on scoped
-/// threads (file operations block; overlapping them keeps the disk busy).
-fn parallel<T: Send, R: Send>(parts: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
-    let mut parts = parts.into_iter();
-    let Some(first) = parts.next() else {
-        return Vec::new();
+/// `error`, with what was being done (`"writing the snapshot of"`, ...) for
+/// which actor (it still downcasts to
+/// [`FsError`], and a closed store's error to
+/// [`StorageClosed`](theta::persistence::StorageClosed) too).
+pub(crate) fn with_id(error: FsError, id: ActorId, what: &str) -> anyhow::Error {
+    let error = match error {
+        FsError::Closed { path } => anyhow::Error::new(theta::persistence::StorageClosed {
+            location: path.display().to_string(),
+        })
+        .context(FsError::Closed { path }),
+        other => anyhow::Error::new(other),
     };
-    std::thread::scope(|scope| {
-        let f = &f;
-        let others: Vec<_> = parts.map(|part| scope.spawn(move || f(part))).collect();
-        let mut results = vec![f(first)];
-        for other in others {
-            match other.join() {
-                Ok(result) => results.push(result),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-        results
-    })
+    error.context(format!("{what} actor {id}"))
 }
 
 fn job_bytes(job: &Job) -> usize {
     match job {
         Job::Write { bytes, .. } => bytes.len(),
-        Job::Delete { .. } | Job::Checkpoint { .. } => 0,
-    }
-}
-
-pub(crate) fn clone_io(e: &io::Error) -> io::Error {
-    match e.raw_os_error() {
-        Some(code) => io::Error::from_raw_os_error(code),
-        None => io::Error::new(e.kind(), e.to_string()),
+        _ => 0,
     }
 }

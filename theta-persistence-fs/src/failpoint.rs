@@ -29,18 +29,35 @@ pub enum Step {
     /// At the `syncfs` that makes a checkpoint's files durable. A failure fails
     /// the checkpoint and poisons the store; the journal keeps every write.
     CheckpointSync,
-    /// In a checkpoint, after its files were synced, before the journal segments
-    /// it covers are removed. A failure fails the checkpoint; the segments stay
-    /// and are replayed (harmlessly, again) at the next open.
+    /// In a checkpoint, after its files were synced, before `journal/START` is
+    /// moved past the segment they cover and the segment removed. A failure
+    /// fails the checkpoint; the segment stays and is replayed (harmlessly,
+    /// again) at the next open.
     SegmentDelete,
+    /// When the journal moves on to a new segment (its limit reached, or a
+    /// checkpoint asked for), before the segment file is created. A failure
+    /// fails that rotation: writes go on into the current segment, and the
+    /// next rotation uses the same segment number.
+    SegmentCreate,
 }
 
 /// What a failpoint does when it fires.
 #[cfg(feature = "failpoints")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
-    /// Return this OS error (e.g. `libc` `EIO` = 5, `ENOSPC` = 28) from the step.
+    /// Return this OS error (e.g. `libc` `EIO` = 5, `ENOSPC` = 28) from the step,
+    /// once.
     Error(i32),
+    /// Return this OS error from the step every time it is reached, until the
+    /// failpoints are cleared (a disk that stays full).
+    ErrorEveryTime(i32),
+    /// Let the step pass `n - 1` times, then return the OS error `code` once.
+    ErrorOnHit {
+        /// Which time the step is reached that fails (1: the next).
+        n: u32,
+        /// The OS error.
+        code: i32,
+    },
     /// `std::process::abort()` at the step: a crash at exactly that point.
     Abort,
 }
@@ -57,17 +74,29 @@ impl Failpoints {
         *self.armed.lock().unwrap_or_else(|e| e.into_inner()) = Some((step, action));
     }
 
-    /// Fires (once) if armed for `step`.
+    pub(crate) fn clear(&self) {
+        *self.armed.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Fires if armed for `step`: once (`ErrorOnHit`: the n-th time), except for
+    /// `Action::ErrorEveryTime`.
+    /// With `Action::Abort` the process aborts (`SIGABRT`): a crash at exactly
+    /// that point.
     pub(crate) fn hit(&self, step: Step) -> io::Result<()> {
         let mut armed = self.armed.lock().unwrap_or_else(|e| e.into_inner());
         match *armed {
-            Some((armed_step, action)) if armed_step == step => {
-                *armed = None;
-                match action {
-                    Action::Abort => std::process::abort(),
-                    Action::Error(code) => Err(io::Error::from_raw_os_error(code)),
+            Some((armed_step, action)) if armed_step == step => match action {
+                Action::Abort => std::process::abort(),
+                Action::Error(code) | Action::ErrorOnHit { n: 0 | 1, code } => {
+                    *armed = None;
+                    Err(io::Error::from_raw_os_error(code))
                 }
-            }
+                Action::ErrorEveryTime(code) => Err(io::Error::from_raw_os_error(code)),
+                Action::ErrorOnHit { n, code } => {
+                    *armed = Some((step, Action::ErrorOnHit { n: n - 1, code }));
+                    Ok(())
+                }
+            },
             _ => Ok(()),
         }
     }

@@ -1,16 +1,22 @@
-//! Behaviour of `FsStorage`: the storage contract, the on-disk layout, locking,
-//! the journal and its checkpoints, and (feature `failpoints`) injected I/O
-//! errors and crashes at each step of a write and of a checkpoint.
+//! Behaviour of `FsStorage` beyond the storage contract (which the conformance
+//! kit checks, in `tests/tests/conformance_fs.rs`): the on-disk layout,
+//! locking, the journal and its checkpoints, the index, damage and attacks on
+//! the directory, and (feature `failpoints`) injected I/O errors at each step
+//! of a write, a checkpoint and a rotation. Crashes at each step are in
+//! `tests/abort.rs`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use theta::ActorId;
-use theta::persistence::{PersistentStorage, SnapshotNotFound, StaleSnapshot, envelope};
-use theta_persistence_fs::{Durability, FsError, FsStorage};
+use theta::persistence::{
+    ClaimMode, Durability, OwnerId, PersistentStorage, SnapshotNotFound, SnapshotTooLarge,
+    StaleSnapshot, StorageClosed, envelope,
+};
+use theta_persistence_fs::{FsError, FsStorage};
 
 const TYPE: uuid::Uuid = uuid::uuid!("6d1b7c9e-0000-4000-8000-00000000f5f5");
 
@@ -24,11 +30,11 @@ fn env(sequence: u64, payload: &[u8]) -> Vec<u8> {
     envelope::seal(TYPE, 0, sequence, payload)
 }
 
-fn sequence(bytes: &[u8]) -> u64 {
-    envelope::open(bytes, usize::MAX)
-        .expect("valid envelope")
-        .0
-        .sequence
+fn typed(actor_type: uuid::Uuid, id: ActorId, payload: &[u8]) -> Vec<u8> {
+    envelope::Seal::new(actor_type)
+        .actor_id(id)
+        .sequence(1)
+        .seal(payload)
 }
 
 fn snapshots(dir: &Path) -> PathBuf {
@@ -45,55 +51,87 @@ fn snap_file(dir: &Path, id: ActorId) -> PathBuf {
     shard(dir, id).join(format!("{id}.snap"))
 }
 
-/// Every file under `snapshots/` whose name ends in `.tmp`.
+/// Every file under `snapshots/` whose name ends in `.tmp`. The directory must
+/// exist: a scan of nothing would prove nothing.
 fn temp_files(dir: &Path) -> Vec<PathBuf> {
+    let shards = std::fs::read_dir(snapshots(dir))
+        .unwrap_or_else(|e| panic!("{}: {e}", snapshots(dir).display()));
     let mut out = Vec::new();
-    let Ok(shards) = std::fs::read_dir(snapshots(dir)) else {
-        return out;
-    };
-    for shard in shards.flatten() {
-        if let Ok(files) = std::fs::read_dir(shard.path()) {
-            for file in files.flatten() {
-                if file.file_name().to_string_lossy().ends_with(".tmp") {
-                    out.push(file.path());
-                }
+    for shard in shards.map(Result::unwrap) {
+        if !shard.file_type().unwrap().is_dir() {
+            continue;
+        }
+        for file in std::fs::read_dir(shard.path()).unwrap().map(Result::unwrap) {
+            if file.file_name().to_string_lossy().ends_with(".tmp") {
+                out.push(file.path());
             }
         }
     }
     out
 }
 
-/// The journal segment files, oldest first.
+/// The journal segment files, oldest first (the directory must exist).
 fn journal_segments(dir: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = std::fs::read_dir(dir.join("journal"))
-        .map(|entries| entries.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    out.retain(|p| p.extension().is_some_and(|e| e == "log"));
+    let journal = dir.join("journal");
+    let mut out: Vec<PathBuf> = std::fs::read_dir(&journal)
+        .unwrap_or_else(|e| panic!("{}: {e}", journal.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
     out.sort();
     out
 }
 
+/// Segment files hold their header (60 bytes), then batches.
+const SEGMENT_HEADER: u64 = 60;
+
 /// A copy of an open store's directory: what a `kill -9` at this moment would
 /// leave on disk (the page cache survives a process crash), provided no write is
-/// in flight. A checkpoint may be: so the journal is copied first, and every
-/// segment that is gone by the time the files are copied had its files written
-/// before it was removed.
+/// in flight. A checkpoint may be: so the journal is copied first, and again
+/// until it did not change while it was copied (a copy of a checkpoint moving
+/// the journal's start and removing segments, half done, is no state a kill
+/// leaves); the snapshot files after it are as new as the journal, or newer.
 fn crash_copy(dir: &Path) -> tempfile::TempDir {
-    fn copy(from: &Path, to: &Path) {
+    fn copy(from: &Path, to: &Path, skip: &[&str]) {
         std::fs::create_dir_all(to).unwrap();
-        let mut entries: Vec<_> = std::fs::read_dir(from).unwrap().flatten().collect();
-        entries.sort_by_key(|entry| entry.file_name() != "journal");
-        for entry in entries {
-            let target = to.join(entry.file_name());
-            if entry.file_type().unwrap().is_dir() {
-                copy(&entry.path(), &target);
-            } else {
-                std::fs::copy(entry.path(), target).unwrap();
+        for entry in std::fs::read_dir(from).unwrap().flatten() {
+            let name = entry.file_name();
+            if skip.iter().any(|s| name == *s) {
+                continue;
+            }
+            let target = to.join(&name);
+            match entry.file_type() {
+                Ok(kind) if kind.is_dir() => copy(&entry.path(), &target, &[]),
+                Ok(_) => match std::fs::copy(entry.path(), &target) {
+                    Ok(_) => {}
+                    // Removed (or renamed) by a checkpoint meanwhile.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => panic!("copying {}: {e}", entry.path().display()),
+                },
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => panic!("{}: {e}", entry.path().display()),
             }
         }
     }
+    let journal_state = |dir: &Path| {
+        let mut state: Vec<_> = std::fs::read_dir(dir.join("journal"))
+            .unwrap()
+            .flatten()
+            .map(|e| (e.file_name(), e.metadata().map(|m| m.len()).ok()))
+            .collect();
+        state.sort();
+        (std::fs::read(dir.join("journal/START")).ok(), state)
+    };
     let out = tempfile::tempdir().unwrap();
-    copy(dir, out.path());
+    loop {
+        let before = journal_state(dir);
+        let _ = std::fs::remove_dir_all(out.path().join("journal"));
+        copy(&dir.join("journal"), &out.path().join("journal"), &[]);
+        if journal_state(dir) == before {
+            break;
+        }
+    }
+    copy(dir, out.path(), &["journal", "LOCK"]);
     out
 }
 
@@ -105,192 +143,75 @@ fn mode(path: &Path) -> u32 {
         & 0o777
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn absent_is_not_found() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = FsStorage::open(dir.path()).unwrap();
-    let err = t(store.try_read(ActorId::new_v4())).await.unwrap_err();
-    assert!(err.is::<SnapshotNotFound>(), "{err:#}");
-    assert!(t(store.try_list()).await.unwrap().is_empty());
+/// The `FsError` inside a storage error.
+fn fs_error(err: &anyhow::Error) -> &FsError {
+    err.downcast_ref::<FsError>()
+        .unwrap_or_else(|| panic!("not an FsError: {err:#}"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn round_trips_are_byte_identical() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = FsStorage::open(dir.path()).unwrap();
-    for (i, len) in [0usize, 1, 10 << 10, 16 << 20].into_iter().enumerate() {
-        let id = ActorId::new_v4();
-        let payload: Vec<u8> = (0..len).map(|b| (b * 31 + i) as u8).collect();
-        let bytes = env(1, &payload);
-        t(store.try_write(id, bytes.clone())).await.unwrap();
-        let read = t(store.try_read(id)).await.unwrap();
-        assert!(read == bytes, "payload of {len} bytes differs");
-        assert_eq!(envelope::open(&read, usize::MAX).unwrap().1, &payload[..]);
+fn open_err(dir: &Path) -> FsError {
+    match FsStorage::open(dir) {
+        Ok(store) => panic!("{} opened: {store:?}", dir.display()),
+        Err(e) => e,
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn overwrite_replaces() {
+async fn a_stale_write_names_both_sequences_from_memory_files_and_after_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let store = FsStorage::open(dir.path()).unwrap();
     let id = ActorId::new_v4();
-    t(store.try_write(id, env(1, b"one"))).await.unwrap();
-    t(store.try_write(id, env(2, b"two, longer")))
-        .await
-        .unwrap();
-    // An equal sequence number is a repeat, not a newer snapshot: refused.
-    let repeat = t(store.try_write(id, env(2, b"2 again")))
-        .await
-        .unwrap_err();
-    assert!(
-        repeat.is::<theta::persistence::StaleSnapshot>(),
-        "{repeat:#}"
-    );
-    t(store.try_write(id, env(3, b"three"))).await.unwrap();
-    assert_eq!(t(store.try_read(id)).await.unwrap(), env(3, b"three"));
-    assert!(temp_files(dir.path()).is_empty());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stale_write_is_refused_and_newer_kept() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = FsStorage::open(dir.path()).unwrap();
-    let id = ActorId::new_v4();
-    t(store.try_write(id, env(7, b"seven"))).await.unwrap();
-    let err = t(store.try_write(id, env(6, b"six"))).await.unwrap_err();
-    let stale = err.downcast_ref::<StaleSnapshot>().expect("StaleSnapshot");
-    assert_eq!(
-        *stale,
-        StaleSnapshot {
-            id,
-            stored: 7,
-            attempted: 6
-        }
-    );
-    assert_eq!(t(store.try_read(id)).await.unwrap(), env(7, b"seven"));
-    assert!(temp_files(dir.path()).is_empty());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_writers_of_one_id_keep_the_higher_sequence() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = FsStorage::open(dir.path()).unwrap();
-    for round in 0..50u64 {
-        let id = ActorId::new_v4();
-        let (low, high) = (round * 2 + 1, round * 2 + 2);
-        let (a, b) = (store.clone(), store.clone());
-        // Alternate which one is submitted first.
-        let (first, second) = if round % 2 == 0 {
-            (low, high)
-        } else {
-            (high, low)
-        };
-        let ta = tokio::spawn(async move { a.try_write(id, env(first, b"x")).await });
-        let tb = tokio::spawn(async move { b.try_write(id, env(second, b"y")).await });
-        let (ra, rb) = (t(ta).await.unwrap(), t(tb).await.unwrap());
-        for (seq, result) in [(first, ra), (second, rb)] {
-            if let Err(e) = result {
-                assert_eq!(seq, low, "only the lower write may be refused");
-                assert!(e.is::<StaleSnapshot>(), "{e:#}");
-            }
-        }
-        assert_eq!(sequence(&t(store.try_read(id)).await.unwrap()), high);
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn many_ids_many_writes_in_parallel() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = FsStorage::open(dir.path()).unwrap();
-    let ids: Vec<ActorId> = (0..100).map(|_| ActorId::new_v4()).collect();
-    let mut tasks = Vec::new();
-    for &id in &ids {
-        let store = store.clone();
-        tasks.push(tokio::spawn(async move {
-            for seq in 1..=10u64 {
-                let payload = format!("{id}:{seq}");
-                store.try_write(id, env(seq, payload.as_bytes())).await?;
-            }
-            anyhow::Ok(())
-        }));
-    }
-    for task in tasks {
-        t(task).await.unwrap().unwrap();
-    }
-    for &id in &ids {
-        let bytes = t(store.try_read(id)).await.unwrap();
-        assert_eq!(bytes, env(10, format!("{id}:10").as_bytes()));
-    }
-    let listed: HashSet<ActorId> = t(store.try_list()).await.unwrap().into_iter().collect();
-    assert_eq!(listed, ids.iter().copied().collect());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn delete_existing_again_and_never_written() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = FsStorage::open(dir.path()).unwrap();
-    let id = ActorId::new_v4();
-    t(store.try_write(id, env(1, b"x"))).await.unwrap();
-    t(store.try_delete(id)).await.unwrap();
-    assert!(
-        t(store.try_read(id))
-            .await
-            .unwrap_err()
-            .is::<SnapshotNotFound>()
-    );
-    t(store.try_delete(id)).await.unwrap();
-    let never = ActorId::new_v4();
-    t(store.try_delete(never)).await.unwrap();
-    assert!(
-        t(store.try_read(never))
-            .await
-            .unwrap_err()
-            .is::<SnapshotNotFound>()
-    );
-    // A deleted id can be written again from any sequence.
-    t(store.try_write(id, env(0, b"again"))).await.unwrap();
-    assert_eq!(t(store.try_read(id)).await.unwrap(), env(0, b"again"));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn list_is_exactly_the_live_set() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = FsStorage::open(dir.path()).unwrap();
-    let ids: Vec<ActorId> = (0..40).map(|_| ActorId::new_v4()).collect();
-    for &id in &ids {
-        t(store.try_write(id, env(1, b"x"))).await.unwrap();
-    }
-    for &id in ids.iter().step_by(3) {
-        t(store.try_delete(id)).await.unwrap();
-    }
-    let live: HashSet<ActorId> = ids
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| i % 3 != 0)
-        .map(|(_, id)| *id)
-        .collect();
-    let listed = t(store.try_list()).await.unwrap();
-    assert_eq!(listed.len(), live.len(), "no duplicates");
-    assert_eq!(listed.into_iter().collect::<HashSet<_>>(), live);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reopen_reads_identical_bytes() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut written = Vec::new();
+    let stale = |err: anyhow::Error| *err.downcast_ref::<StaleSnapshot>().expect("stale");
+    let expected = StaleSnapshot {
+        id,
+        stored: 7,
+        attempted: 6,
+    };
     {
         let store = FsStorage::open(dir.path()).unwrap();
-        for i in 0..20u64 {
-            let id = ActorId::new_v4();
-            let bytes = env(i, &vec![i as u8; (i * 100) as usize]);
-            t(store.try_write(id, bytes.clone())).await.unwrap();
-            written.push((id, bytes));
-        }
+        t(store.try_write(id, env(7, b"seven"))).await.unwrap();
+        // The stored stamp from the pending write, then from the index.
+        let err = t(store.try_write(id, env(6, b"six"))).await.unwrap_err();
+        assert_eq!(stale(err), expected);
+        t(store.checkpoint()).await.unwrap();
+        let err = t(store.try_write(id, env(6, b"six"))).await.unwrap_err();
+        assert_eq!(stale(err), expected);
     }
+    // ... and from the header the open read.
     let store = FsStorage::open(dir.path()).unwrap();
-    for (id, bytes) in written {
-        assert_eq!(t(store.try_read(id)).await.unwrap(), bytes);
+    let err = t(store.try_write(id, env(6, b"six"))).await.unwrap_err();
+    assert_eq!(stale(err), expected);
+    assert_eq!(t(store.try_read(id)).await.unwrap(), env(7, b"seven"));
+    t(store.try_write(id, env(8, b"eight"))).await.unwrap();
+}
+
+/// A deleted snapshot's stamp outlives the checkpoint that removes its file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tombstone_outlives_the_checkpoint_that_removes_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsStorage::open(dir.path()).unwrap();
+    let id = ActorId::new_v4();
+    t(store.try_write(id, env(5, b"five"))).await.unwrap();
+    t(store.checkpoint()).await.unwrap();
+    assert!(snap_file(dir.path(), id).exists());
+    t(store.try_delete(id)).await.unwrap();
+    t(store.checkpoint()).await.unwrap();
+    assert!(!snap_file(dir.path(), id).exists());
+    for (sequence, what) in [(3, "older"), (5, "equal")] {
+        let err = t(store.try_write(id, env(sequence, b"old")))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.downcast_ref::<StaleSnapshot>(),
+            Some(&StaleSnapshot {
+                id,
+                stored: 5,
+                attempted: sequence
+            }),
+            "{what}: {err:#}"
+        );
     }
+    t(store.try_write(id, env(6, b"newer"))).await.unwrap();
+    assert_eq!(t(store.try_read(id)).await.unwrap(), env(6, b"newer"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -321,11 +242,12 @@ async fn second_open_is_locked_until_the_last_clone_drops() {
 async fn two_stores_side_by_side() {
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let s1 = FsStorage::open(d1.path()).unwrap();
+    assert_eq!(s1.durability(), Durability::PowerLoss);
     let s2 = FsStorage::builder(d2.path())
-        .durability(Durability::Buffered)
+        .durability(Durability::ProcessKill)
         .open()
         .unwrap();
-    assert_eq!(s2.durability(), Durability::Buffered);
+    assert_eq!(s2.durability(), Durability::ProcessKill);
     let id = ActorId::new_v4();
     t(s1.try_write(id, env(1, b"one"))).await.unwrap();
     t(s2.try_write(id, env(5, b"two"))).await.unwrap();
@@ -333,6 +255,31 @@ async fn two_stores_side_by_side() {
     assert_eq!(t(s2.try_read(id)).await.unwrap(), env(5, b"two"));
     // Independent sequences: s1 accepts 2 although s2 holds 5.
     t(s1.try_write(id, env(2, b"one'"))).await.unwrap();
+}
+
+#[tokio::test]
+async fn volatile_durability_is_refused_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = FsStorage::builder(dir.path())
+        .durability(Durability::Volatile)
+        .open()
+        .unwrap_err();
+    match &err {
+        FsError::UnsupportedDurability(unsupported) => {
+            assert_eq!(unsupported.requested, Durability::Volatile);
+            assert_eq!(
+                unsupported.offered,
+                &[Durability::PowerLoss, Durability::ProcessKill]
+            );
+        }
+        other => panic!("expected UnsupportedDurability, got {other:?}"),
+    }
+    assert!(err.to_string().contains("theta-persistence-fs"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "nothing written"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -357,8 +304,6 @@ async fn stray_files_are_ignored_or_cleaned() {
     let sh = shard(dir.path(), id);
     let temp = sh.join(format!(".{id}.42.tmp"));
     std::fs::write(&temp, b"half a snaps").unwrap();
-    std::fs::write(sh.join("notes.txt"), b"unrelated").unwrap();
-    std::fs::write(sh.join("not-a-uuid.snap"), b"junk").unwrap();
     // A valid id in the wrong shard (its byte XOR differs by one), and a
     // non-canonical spelling.
     let mut other = *id.as_bytes();
@@ -370,9 +315,6 @@ async fn stray_files_are_ignored_or_cleaned() {
         b"x",
     )
     .unwrap();
-    std::fs::create_dir(snapshots(dir.path()).join("zz")).unwrap();
-    std::fs::write(snapshots(dir.path()).join("README"), b"hi").unwrap();
-    std::fs::write(dir.path().join("unrelated"), b"hi").unwrap();
     // A partial snapshot under a real name (not something this store writes).
     // (Same shard as `id`: two bytes flipped by the same mask keep the XOR.)
     let mut partial_id = *id.as_bytes();
@@ -385,12 +327,28 @@ async fn stray_files_are_ignored_or_cleaned() {
 
     let store = FsStorage::open(dir.path()).unwrap();
     assert!(!temp.exists(), "open removes leftover temp files");
+    assert_eq!(temp_files(dir.path()), Vec::<PathBuf>::new());
     let listed: HashSet<ActorId> = t(store.try_list()).await.unwrap().into_iter().collect();
     assert_eq!(listed, HashSet::from([id, partial_id]));
+    assert!(
+        t(store.try_read(other))
+            .await
+            .unwrap_err()
+            .is::<SnapshotNotFound>(),
+        "a file in the wrong shard is not the id's snapshot"
+    );
     assert_eq!(t(store.try_read(id)).await.unwrap(), good);
-    // The partial bytes are returned as they are (the core reports them corrupt);
-    // a new valid snapshot replaces them.
+    // The partial bytes are returned as they are (the core reports them corrupt).
     assert_eq!(t(store.try_read(partial_id)).await.unwrap(), partial);
+    // Listing by type cannot tell its type: it fails, naming it.
+    let err = t(store.try_list_type(TYPE)).await.unwrap_err();
+    let message = format!("{err:#}");
+    assert!(message.contains(&partial_id.to_string()), "{message}");
+    assert!(
+        message.contains(&snap_file(dir.path(), partial_id).display().to_string()),
+        "{message}"
+    );
+    // A new valid snapshot replaces it, and listing works again.
     t(store.try_write(partial_id, env(1, b"fresh")))
         .await
         .unwrap();
@@ -398,6 +356,11 @@ async fn stray_files_are_ignored_or_cleaned() {
         t(store.try_read(partial_id)).await.unwrap(),
         env(1, b"fresh")
     );
+    let mut of_type = t(store.try_list_type(TYPE)).await.unwrap();
+    of_type.sort();
+    let mut want = vec![id, partial_id];
+    want.sort();
+    assert_eq!(of_type, want);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -417,7 +380,9 @@ async fn files_are_0600_and_directories_0700() {
     assert_eq!(mode(&snapshots(&dir)), 0o700);
     assert_eq!(mode(&shard(&dir, id)), 0o700);
     assert_eq!(mode(&snap_file(&dir, id)), 0o600);
-    assert_eq!(mode(&dir.join("LOCK")), 0o600);
+    for file in ["LOCK", "FORMAT", "GENERATION", "journal/START"] {
+        assert_eq!(mode(&dir.join(file)), 0o600, "{file}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -425,239 +390,12 @@ async fn open_on_a_file_is_an_error_naming_the_path() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("plain");
     std::fs::write(&file, b"x").unwrap();
-    let err = FsStorage::open(&file).unwrap_err();
-    assert!(err.to_string().contains("plain"), "{err}");
-}
-
-#[cfg(feature = "failpoints")]
-mod failpoints {
-    use super::*;
-    use theta_persistence_fs::{Action, Step};
-
-    const EIO: i32 = 5;
-    const ENOSPC: i32 = 28;
-
-    /// A store with `old` written and checkpointed into its file.
-    async fn setup() -> (tempfile::TempDir, FsStorage, ActorId) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = FsStorage::open(dir.path()).unwrap();
-        let id = ActorId::new_v4();
-        t(store.try_write(id, env(1, b"old"))).await.unwrap();
-        t(store.checkpoint()).await.unwrap();
-        (dir, store, id)
-    }
-
-    fn os_error(err: &(dyn std::error::Error + 'static)) -> Option<i32> {
-        let mut source = Some(err);
-        while let Some(e) = source {
-            if let Some(io) = e.downcast_ref::<std::io::Error>() {
-                return io.raw_os_error();
-            }
-            source = e.source();
+    match open_err(&file) {
+        FsError::Io { path, source, .. } => {
+            assert_eq!(path, file);
+            assert_eq!(source.kind(), std::io::ErrorKind::AlreadyExists);
         }
-        None
-    }
-
-    fn reopen_and_read(dir: &Path, id: ActorId) -> Vec<u8> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let store = FsStorage::open(dir).unwrap();
-        rt.block_on(t(store.try_read(id))).unwrap()
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn journal_write_error_fails_the_write_and_keeps_the_old_snapshot() {
-        for code in [EIO, ENOSPC] {
-            let (dir, store, id) = setup().await;
-            store.fail_next(Step::JournalWrite, Action::Error(code));
-            let err = t(store.try_write(id, env(2, b"new"))).await.unwrap_err();
-            assert_eq!(os_error(err.as_ref()), Some(code), "{err:#}");
-            assert!(err.to_string().contains(&id.to_string()), "{err}");
-            assert_eq!(t(store.try_read(id)).await.unwrap(), env(1, b"old"));
-            // Not a sync failure: the store keeps working, and the failed batch
-            // was cut off the journal (the next write's record follows the good
-            // ones, so a replay reads it).
-            assert!(!store.is_poisoned());
-            t(store.try_write(id, env(3, b"later"))).await.unwrap();
-            let crashed = crash_copy(dir.path());
-            drop(store);
-            assert_eq!(
-                tokio::task::block_in_place(|| reopen_and_read(crashed.path(), id)),
-                env(3, b"later")
-            );
-        }
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn journal_sync_error_fails_poisons_and_keeps_the_old_snapshot() {
-        for code in [EIO, ENOSPC] {
-            let (dir, store, id) = setup().await;
-            store.fail_next(Step::JournalSync, Action::Error(code));
-            let err = t(store.try_write(id, env(2, b"new"))).await.unwrap_err();
-            assert!(err.to_string().contains(&id.to_string()), "{err}");
-            assert!(format!("{err:#}").contains("syncing journal"), "{err:#}");
-            assert!(store.is_poisoned());
-            assert_eq!(t(store.try_read(id)).await.unwrap(), env(1, b"old"));
-            // Every later write fails, even a fresh id, until reopened.
-            let err = t(store.try_write(ActorId::new_v4(), env(1, b"x")))
-                .await
-                .unwrap_err();
-            assert!(
-                matches!(
-                    err.downcast_ref::<FsError>(),
-                    Some(FsError::Poisoned { .. })
-                ),
-                "{err:#}"
-            );
-            assert!(t(store.try_delete(id)).await.is_err());
-            assert!(matches!(
-                t(store.checkpoint()).await,
-                Err(FsError::Poisoned { .. })
-            ));
-            drop(store);
-            let store = FsStorage::open(dir.path()).unwrap();
-            assert!(!store.is_poisoned());
-            assert_eq!(t(store.try_read(id)).await.unwrap(), env(1, b"old"));
-            t(store.try_write(id, env(2, b"new"))).await.unwrap();
-        }
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn checkpoint_file_errors_lose_nothing_and_are_retried() {
-        for step in [Step::AfterTempWrite, Step::BeforeRename] {
-            for code in [EIO, ENOSPC] {
-                let (dir, store, id) = setup().await;
-                t(store.try_write(id, env(2, b"new"))).await.unwrap();
-                store.fail_next(step, Action::Error(code));
-                let err = t(store.checkpoint()).await.unwrap_err();
-                assert_eq!(os_error(&err), Some(code), "{step:?}: {err}");
-                assert!(err.to_string().contains(&id.to_string()), "{err}");
-                assert!(!store.is_poisoned());
-                assert!(temp_files(dir.path()).is_empty(), "{step:?}");
-                // The write is acknowledged and still read; the file is old.
-                assert_eq!(t(store.try_read(id)).await.unwrap(), env(2, b"new"));
-                assert_eq!(
-                    std::fs::read(snap_file(dir.path(), id)).unwrap(),
-                    env(1, b"old")
-                );
-                let crashed = crash_copy(dir.path());
-                t(store.checkpoint()).await.unwrap();
-                assert_eq!(
-                    std::fs::read(snap_file(dir.path(), id)).unwrap(),
-                    env(2, b"new")
-                );
-                drop(store);
-                assert_eq!(
-                    tokio::task::block_in_place(|| reopen_and_read(crashed.path(), id)),
-                    env(2, b"new")
-                );
-            }
-        }
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn checkpoint_sync_error_poisons_and_loses_nothing() {
-        let (dir, store, id) = setup().await;
-        t(store.try_write(id, env(2, b"new"))).await.unwrap();
-        store.fail_next(Step::CheckpointSync, Action::Error(EIO));
-        assert!(t(store.checkpoint()).await.is_err());
-        assert!(store.is_poisoned());
-        assert_eq!(t(store.try_read(id)).await.unwrap(), env(2, b"new"));
-        let err = t(store.try_write(id, env(3, b"x"))).await.unwrap_err();
-        assert!(format!("{err:#}").contains("poisoned"), "{err:#}");
-        drop(store);
-        // The journal still holds the write; the open replays it.
-        let store = FsStorage::open(dir.path()).unwrap();
-        assert_eq!(t(store.try_read(id)).await.unwrap(), env(2, b"new"));
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn segment_removal_error_keeps_the_journal() {
-        let (dir, store, id) = setup().await;
-        t(store.try_write(id, env(2, b"new"))).await.unwrap();
-        store.fail_next(Step::SegmentDelete, Action::Error(EIO));
-        assert!(t(store.checkpoint()).await.is_err());
-        assert!(!store.is_poisoned());
-        assert!(journal_segments(dir.path()).len() >= 2);
-        // Segments are removed only after the files hold their writes.
-        assert_eq!(
-            std::fs::read(snap_file(dir.path(), id)).unwrap(),
-            env(2, b"new")
-        );
-        t(store.try_write(id, env(3, b"newer"))).await.unwrap();
-        t(store.checkpoint()).await.unwrap();
-        assert_eq!(journal_segments(dir.path()).len(), 1);
-        drop(store);
-        let store = FsStorage::open(dir.path()).unwrap();
-        assert_eq!(t(store.try_read(id)).await.unwrap(), env(3, b"newer"));
-    }
-
-    const CHILD_DIR: &str = "THETA_FS_ABORT_DIR";
-    const CHILD_STEP: &str = "THETA_FS_ABORT_STEP";
-    const STEPS: [Step; 6] = [
-        Step::JournalWrite,
-        Step::JournalSync,
-        Step::AfterTempWrite,
-        Step::BeforeRename,
-        Step::CheckpointSync,
-        Step::SegmentDelete,
-    ];
-
-    /// Runs only as the child of `abort_at_each_step_leaves_old_or_new`: writes
-    /// `old` and checkpoints it, then aborts the process at the step, in the
-    /// middle of writing `new` (journal steps) or of checkpointing the
-    /// acknowledged `new` (checkpoint steps).
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn abort_child() {
-        let (Ok(dir), Ok(step)) = (std::env::var(CHILD_DIR), std::env::var(CHILD_STEP)) else {
-            return;
-        };
-        let step = STEPS[step.parse::<usize>().unwrap()];
-        let store = FsStorage::open(&dir).unwrap();
-        let id = ActorId::from_u128(1);
-        t(store.try_write(id, env(1, b"old"))).await.unwrap();
-        t(store.checkpoint()).await.unwrap();
-        if matches!(step, Step::JournalWrite | Step::JournalSync) {
-            store.fail_next(step, Action::Abort);
-            let _ = t(store.try_write(id, env(2, b"new"))).await;
-        } else {
-            t(store.try_write(id, env(2, b"new"))).await.unwrap();
-            store.fail_next(step, Action::Abort);
-            let _ = t(store.checkpoint()).await;
-        }
-        unreachable!("the failpoint aborts the process");
-    }
-
-    #[test]
-    fn abort_at_each_step_leaves_old_or_new() {
-        let exe = std::env::current_exe().unwrap();
-        for (i, step) in STEPS.iter().enumerate() {
-            let dir = tempfile::tempdir().unwrap();
-            let status = std::process::Command::new(&exe)
-                .args(["--exact", "failpoints::abort_child", "--nocapture"])
-                .env(CHILD_DIR, dir.path())
-                .env(CHILD_STEP, i.to_string())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status()
-                .unwrap();
-            assert!(!status.success(), "{step:?}: child must abort");
-            let id = ActorId::from_u128(1);
-            // Every abort comes after `new` reached the journal in the page cache
-            // (which a process crash keeps): the replay brings it back whole. At
-            // the checkpoint steps it was acknowledged, so it must.
-            assert_eq!(reopen_and_read(dir.path(), id), env(2, b"new"), "{step:?}");
-            assert!(temp_files(dir.path()).is_empty(), "{step:?}: temp cleaned");
-            // ... and the orderly close of that store checkpointed it away.
-            assert!(journal_segments(dir.path()).is_empty(), "{step:?}");
-            assert_eq!(
-                std::fs::read(snap_file(dir.path(), id)).unwrap(),
-                env(2, b"new"),
-                "{step:?}: the replay wrote the file"
-            );
-        }
+        other => panic!("expected an I/O error naming the file, got {other:?}"),
     }
 }
 
@@ -674,17 +412,21 @@ async fn an_oversized_file_is_refused_without_reading_it() {
         .write(true)
         .open(snap_file(dir.path(), id))
         .unwrap();
-    file.set_len(theta::persistence::envelope::MAX_ENVELOPE_LEN as u64 + 1)
-        .unwrap();
+    let limit = envelope::MAX_ENVELOPE_LEN as u64;
+    file.set_len(limit + 1).unwrap();
     let store = FsStorage::open(dir.path()).unwrap();
     let err = t(store.try_read(id)).await.unwrap_err();
-    assert!(
-        matches!(
-            err.downcast_ref::<theta_persistence_fs::FsError>(),
-            Some(theta_persistence_fs::FsError::Oversized { .. })
-        ),
-        "{err:#}"
-    );
+    match fs_error(&err) {
+        FsError::Oversized {
+            path,
+            len,
+            limit: refused_over,
+        } => {
+            assert_eq!(path, &snap_file(dir.path(), id));
+            assert_eq!((*len, *refused_over), (limit + 1, limit));
+        }
+        other => panic!("expected Oversized, got {other:?}"),
+    }
     assert!(err.to_string().contains(&id.to_string()), "{err:#}");
 }
 
@@ -700,24 +442,28 @@ async fn another_layout_is_refused_not_read_as_empty() {
     let marker = dir.path().join("FORMAT");
     assert_eq!(
         std::fs::read_to_string(&marker).unwrap(),
-        "theta-persistence-fs layout 2\n"
+        "theta-persistence-fs layout 3\n"
     );
 
-    std::fs::write(&marker, "theta-persistence-fs layout 3\n").unwrap();
-    let Err(err) = FsStorage::open(dir.path()) else {
-        panic!("a newer layout must be refused");
-    };
-    assert!(
-        matches!(err, theta_persistence_fs::FsError::UnsupportedFormat { .. }),
-        "{err}"
-    );
+    std::fs::write(&marker, "theta-persistence-fs layout 4\n").unwrap();
+    match open_err(dir.path()) {
+        FsError::UnsupportedFormat { path, found } => {
+            assert_eq!(path, marker);
+            assert_eq!(found, "theta-persistence-fs layout 4");
+        }
+        other => panic!("a newer layout must be refused: {other:?}"),
+    }
 
     // Snapshots without any marker are not this layout's either.
     std::fs::remove_file(&marker).unwrap();
-    let Err(err) = FsStorage::open(dir.path()) else {
-        panic!("snapshots without a marker must be refused");
-    };
-    assert!(err.to_string().contains("no FORMAT file"), "{err}");
+    match open_err(dir.path()) {
+        FsError::NotAStore { path, found } => {
+            assert_eq!(path, dir.path());
+            assert!(found.contains("no layout marker"), "{found}");
+            assert!(found.contains("`snapshots/`"), "{found}");
+        }
+        other => panic!("snapshots without a marker must be refused: {other:?}"),
+    }
     assert!(snap_file(dir.path(), id).exists(), "nothing was touched");
 
     // An empty directory gets the marker and opens.
@@ -726,7 +472,7 @@ async fn another_layout_is_refused_not_read_as_empty() {
     assert!(fresh.path().join("FORMAT").exists());
 }
 
-/// Layout 1 (no journal) is layout 2 with an empty journal: it is upgraded, and
+/// Layout 1 (no journal) is layout 3 with an empty journal: it is upgraded, and
 /// its snapshots read as they were.
 #[tokio::test]
 async fn layout_1_is_upgraded_in_place() {
@@ -738,25 +484,111 @@ async fn layout_1_is_upgraded_in_place() {
     }
     // What a layout-1 build left: snapshot files, a marker, no journal.
     std::fs::remove_dir_all(dir.path().join("journal")).unwrap();
+    std::fs::remove_file(dir.path().join("GENERATION")).unwrap();
     let marker = dir.path().join("FORMAT");
     std::fs::write(&marker, "theta-persistence-fs layout 1\n").unwrap();
     let store = FsStorage::open(dir.path()).unwrap();
     assert_eq!(
         std::fs::read_to_string(&marker).unwrap(),
-        "theta-persistence-fs layout 2\n"
+        "theta-persistence-fs layout 3\n"
     );
     assert_eq!(t(store.try_read(id)).await.unwrap(), env(4, b"state"));
     t(store.try_write(id, env(5, b"next"))).await.unwrap();
+    drop(store);
+    let store = FsStorage::open(dir.path()).unwrap();
+    assert_eq!(t(store.try_read(id)).await.unwrap(), env(5, b"next"));
+}
+
+/// Puts of snapshots: (id, envelope).
+type Puts = Vec<(ActorId, Vec<u8>)>;
+
+/// A version-1 segment (layout 2) holding one batch of puts.
+fn v1_segment(number: u64, puts: &[(ActorId, Vec<u8>)]) -> Vec<u8> {
+    let salt = 0x5eed_0000 + number;
+    let mut bytes = b"THETAJNL".to_vec();
+    bytes.extend_from_slice(&1u32.to_le_bytes()); // version
+    bytes.extend_from_slice(&1u32.to_le_bytes()); // SYNCED
+    bytes.extend_from_slice(&number.to_le_bytes());
+    bytes.extend_from_slice(&salt.to_le_bytes());
+    let crc = crc32c::crc32c(&bytes);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    let mut records = Vec::new();
+    for (id, snapshot) in puts {
+        records.push(1);
+        records.extend_from_slice(id.as_bytes());
+        records.extend_from_slice(&(snapshot.len() as u32).to_le_bytes());
+        records.extend_from_slice(snapshot);
+    }
+    let offset = bytes.len() as u64;
+    let mut crc = crc32c::crc32c(&salt.to_le_bytes());
+    crc = crc32c::crc32c_append(crc, &offset.to_le_bytes());
+    crc = crc32c::crc32c_append(crc, &(records.len() as u32).to_le_bytes());
+    crc = crc32c::crc32c_append(crc, &records);
+    bytes.extend_from_slice(&(records.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(&offset.to_le_bytes());
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    bytes.extend_from_slice(&records);
+    bytes
+}
+
+/// What a layout-2 build left after a crash: a marker, no snapshot files, and
+/// version-1 segments.
+fn legacy_store(dir: &Path, segments: &[(u64, Puts)]) {
+    std::fs::write(dir.join("FORMAT"), "theta-persistence-fs layout 2\n").unwrap();
+    std::fs::create_dir(snapshots(dir)).unwrap();
+    let journal = dir.join("journal");
+    std::fs::create_dir(&journal).unwrap();
+    for (number, puts) in segments {
+        std::fs::write(
+            journal.join(format!("{number:016x}.log")),
+            v1_segment(*number, puts),
+        )
+        .unwrap();
+    }
+}
+
+/// A layout-2 store whose journal a crash left (version-1 segments, with a gap
+/// in their numbers, which layout 2 could leave) is replayed and upgraded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn layout_2_with_a_journal_is_upgraded_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (ActorId::new_v4(), ActorId::new_v4());
+    legacy_store(
+        dir.path(),
+        &[
+            (3, vec![(a, env(1, b"a1")), (b, env(1, b"b1"))]),
+            (5, vec![(a, env(2, b"a2"))]),
+        ],
+    );
+    {
+        let store = FsStorage::open(dir.path()).unwrap();
+        assert_eq!(t(store.try_read(a)).await.unwrap(), env(2, b"a2"));
+        assert_eq!(t(store.try_read(b)).await.unwrap(), env(1, b"b1"));
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("FORMAT")).unwrap(),
+            "theta-persistence-fs layout 3\n"
+        );
+        t(store.try_write(b, env(2, b"b2"))).await.unwrap();
+        // A crash now: the upgraded journal (v1 segments and a v2 one) replays.
+        let crashed = crash_copy(dir.path());
+        let store = FsStorage::open(crashed.path()).unwrap();
+        assert_eq!(t(store.try_read(a)).await.unwrap(), env(2, b"a2"));
+        assert_eq!(t(store.try_read(b)).await.unwrap(), env(2, b"b2"));
+    }
+    let store = FsStorage::open(dir.path()).unwrap();
+    assert_eq!(t(store.try_read(a)).await.unwrap(), env(2, b"a2"));
+    assert_eq!(t(store.try_read(b)).await.unwrap(), env(2, b"b2"));
 }
 
 /// Acknowledged writes live in the journal until a checkpoint; a crash before
-/// it is repaired by the next open, which replays the journal into the files.
+/// it is repaired by the next open, which replays the journal (and a
+/// checkpoint then writes the files).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_before_the_checkpoint_is_replayed_at_open() {
     let dir = tempfile::tempdir().unwrap();
     let store = FsStorage::open(dir.path()).unwrap();
     let ids: Vec<ActorId> = (0..50).map(|_| ActorId::new_v4()).collect();
-    let mut expected = std::collections::HashMap::new();
+    let mut expected = HashMap::new();
     for (i, id) in ids.iter().enumerate() {
         for sequence in 1..=3u64 {
             let bytes = env(sequence, format!("{i}:{sequence}").as_bytes());
@@ -765,15 +597,15 @@ async fn a_crash_before_the_checkpoint_is_replayed_at_open() {
         }
     }
     // Checkpoint, then change some more: a deleted one, a rewritten one, and
-    // one deleted and written again with a lower sequence number.
+    // one deleted and written again.
     t(store.checkpoint()).await.unwrap();
     t(store.try_delete(ids[0])).await.unwrap();
     expected.remove(&ids[0]);
     t(store.try_write(ids[1], env(9, b"newer"))).await.unwrap();
     expected.insert(ids[1], env(9, b"newer"));
     t(store.try_delete(ids[2])).await.unwrap();
-    t(store.try_write(ids[2], env(1, b"reborn"))).await.unwrap();
-    expected.insert(ids[2], env(1, b"reborn"));
+    t(store.try_write(ids[2], env(4, b"reborn"))).await.unwrap();
+    expected.insert(ids[2], env(4, b"reborn"));
     // The files do not have the changes yet; reads do.
     assert!(snap_file(dir.path(), ids[0]).exists());
     assert_eq!(t(store.try_read(ids[1])).await.unwrap(), env(9, b"newer"));
@@ -800,13 +632,19 @@ async fn a_crash_before_the_checkpoint_is_replayed_at_open() {
     }
     let listed: HashSet<ActorId> = t(reopened.try_list()).await.unwrap().into_iter().collect();
     assert_eq!(listed, expected.keys().copied().collect::<HashSet<_>>());
-    // The replay wrote the files and emptied the journal (one fresh segment).
+    // A checkpoint writes the files and leaves the journal one fresh segment.
+    t(reopened.checkpoint()).await.unwrap();
     assert!(!snap_file(crashed.path(), ids[0]).exists());
     assert_eq!(
         std::fs::read(snap_file(crashed.path(), ids[1])).unwrap(),
         env(9, b"newer")
     );
-    assert_eq!(journal_segments(crashed.path()).len(), 1);
+    let segments = journal_segments(crashed.path());
+    assert_eq!(segments.len(), 1, "{segments:?}");
+    assert_eq!(
+        std::fs::metadata(&segments[0]).unwrap().len(),
+        SEGMENT_HEADER
+    );
     // And the stale check sees the replayed sequence numbers.
     let err = t(reopened.try_write(ids[1], env(8, b"older")))
         .await
@@ -887,20 +725,25 @@ async fn a_damaged_journal_fails_open_naming_the_segment() {
     let whole = std::fs::read(segment).unwrap();
     let name = segment.file_name().unwrap().to_str().unwrap();
 
-    // A bit flipped in the first batch (header 36 bytes, then the batch).
+    // A bit flipped in the first batch (after the segment header).
     let mut damaged = whole.clone();
-    damaged[36 + 30] ^= 0x01;
+    damaged[SEGMENT_HEADER as usize + 30] ^= 0x01;
     std::fs::write(segment, &damaged).unwrap();
-    let err = FsStorage::open(crashed.path()).unwrap_err();
-    assert!(
-        matches!(&err, FsError::CorruptJournal { path, offset: 36, .. } if path == segment),
-        "{err}"
-    );
-    assert!(err.to_string().contains(name), "{err}");
+    match open_err(crashed.path()) {
+        err @ FsError::CorruptJournal { .. } => {
+            assert!(
+                matches!(&err, FsError::CorruptJournal { path, offset, .. }
+                    if path == segment && *offset == SEGMENT_HEADER),
+                "{err}"
+            );
+            assert!(err.to_string().contains(name), "{err}");
+        }
+        other => panic!("expected CorruptJournal, got {other:?}"),
+    }
     // Nothing was changed: the same open fails the same way.
     assert!(matches!(
-        FsStorage::open(crashed.path()),
-        Err(FsError::CorruptJournal { .. })
+        open_err(crashed.path()),
+        FsError::CorruptJournal { offset, .. } if offset == SEGMENT_HEADER
     ));
 
     // The same flip in the last batch is a torn tail: the first write stands.
@@ -912,22 +755,996 @@ async fn a_damaged_journal_fails_open_naming_the_segment() {
     assert_eq!(t(store.try_read(id)).await.unwrap(), env(1, b"first"));
 }
 
-/// A write larger than any envelope is refused with a typed error naming the
-/// actor; the store goes on.
+/// A write larger than any envelope is refused before it goes anywhere, naming
+/// the actor; the store goes on.
 #[tokio::test]
 async fn a_write_larger_than_any_envelope_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let store = FsStorage::open(dir.path()).unwrap();
     let id = ActorId::new_v4();
-    let huge = vec![0u8; theta::persistence::envelope::MAX_ENVELOPE_LEN + 1];
+    let huge = vec![0u8; envelope::MAX_ENVELOPE_LEN + 1];
     let err = t(store.try_write(id, huge)).await.unwrap_err();
-    assert!(
-        matches!(
-            err.downcast_ref::<FsError>(),
-            Some(FsError::TooLarge { .. })
-        ),
+    assert_eq!(
+        err.downcast_ref::<SnapshotTooLarge>(),
+        Some(&SnapshotTooLarge {
+            id,
+            len: envelope::MAX_ENVELOPE_LEN + 1,
+            limit: envelope::MAX_ENVELOPE_LEN
+        }),
         "{err:#}"
     );
-    assert!(err.to_string().contains(&id.to_string()), "{err:#}");
     t(store.try_write(id, env(1, b"fine"))).await.unwrap();
+}
+
+/// A takeover racing a write of the previous owner: the write is fenced, or
+/// acknowledged before the takeover, whose snapshot then holds it. Never
+/// acknowledged after the takeover without the takeover seeing it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_takeover_racing_a_write_either_fences_it_or_sees_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsStorage::open(dir.path()).unwrap();
+    let (mut fenced, mut seen) = (0, 0);
+    for round in 0..300u64 {
+        let id = ActorId::new_v4();
+        let (a, b) = (OwnerId::new(), OwnerId::new());
+        let old = t(store.try_claim(id, a, ClaimMode::Exclusive))
+            .await
+            .unwrap();
+        let bytes = envelope::Seal::new(TYPE)
+            .actor_id(id)
+            .epoch(old.epoch)
+            .sequence(1)
+            .seal(&round.to_le_bytes());
+        let writer = {
+            let (store, bytes) = (store.clone(), bytes.clone());
+            tokio::spawn(async move { store.try_write(id, bytes).await })
+        };
+        if round % 2 == 0 {
+            tokio::task::yield_now().await;
+        }
+        let new = t(store.try_claim(id, b, ClaimMode::Takeover))
+            .await
+            .unwrap();
+        match t(writer).await.unwrap() {
+            Ok(()) => {
+                assert_eq!(
+                    new.snapshot.as_ref(),
+                    Some(&bytes),
+                    "round {round}: the old owner's write was acknowledged, the takeover did not see it"
+                );
+                seen += 1;
+            }
+            Err(e) => {
+                assert!(e.is::<theta::persistence::Fenced>(), "round {round}: {e:#}");
+                assert_eq!(new.snapshot, None, "round {round}");
+                fenced += 1;
+            }
+        }
+    }
+    eprintln!("{fenced} fenced, {seen} seen by the takeover");
+}
+
+/// A snapshot file removed behind the open store's back is reported missing
+/// (the index remembers the store wrote it); after a reopen nothing records it,
+/// and it reads as absent (see "What cannot be detected", ARCHITECTURE.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_file_removed_behind_the_store_is_reported_while_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsStorage::open(dir.path()).unwrap();
+    let id = ActorId::new_v4();
+    t(store.try_write(id, env(1, b"x"))).await.unwrap();
+    t(store.checkpoint()).await.unwrap();
+    std::fs::remove_file(snap_file(dir.path(), id)).unwrap();
+    let err = t(store.try_read(id)).await.unwrap_err();
+    match fs_error(&err) {
+        FsError::Missing { id: missing, path } => {
+            assert_eq!((*missing, path), (id, &snap_file(dir.path(), id)));
+        }
+        other => panic!("expected Missing, got {other:?}"),
+    }
+    drop(store);
+    let store = FsStorage::open(dir.path()).unwrap();
+    assert!(
+        t(store.try_read(id))
+            .await
+            .unwrap_err()
+            .is::<SnapshotNotFound>()
+    );
+}
+
+/// `rm -r` of the store directory while it writes: a sync of the unlinked
+/// segment succeeds and makes nothing durable, so every write submitted after
+/// the removal is refused (naming the segment), and the store stays poisoned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_the_store_directory_refuses_every_later_write() {
+    for durability in [Durability::PowerLoss, Durability::ProcessKill] {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("store");
+        let store = FsStorage::builder(&dir)
+            .durability(durability)
+            .open()
+            .unwrap();
+        let removed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut writers = Vec::new();
+        for i in 0..16u128 {
+            let (store, removed) = (store.clone(), removed.clone());
+            writers.push(tokio::spawn(async move {
+                let id = ActorId::from_u128(i + 1);
+                let mut acked_after_removal = 0;
+                for sequence in 1.. {
+                    let after = removed.load(std::sync::atomic::Ordering::SeqCst);
+                    match store.try_write(id, env(sequence, b"state")).await {
+                        Ok(()) if after => acked_after_removal += 1,
+                        Ok(()) => {}
+                        Err(e) => return (acked_after_removal, e),
+                    }
+                }
+                unreachable!()
+            }));
+        }
+        // Let the writers get going, then remove the directory under them.
+        t(async {
+            while journal_segments(&dir)
+                .first()
+                .is_none_or(|s| std::fs::metadata(s).unwrap().len() < 10_000)
+            {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        std::fs::remove_dir_all(&dir).unwrap();
+        removed.store(true, std::sync::atomic::Ordering::SeqCst);
+        for writer in writers {
+            let (acked_after_removal, err) = t(writer).await.unwrap();
+            assert_eq!(
+                acked_after_removal, 0,
+                "{durability:?}: acknowledged into a removed directory"
+            );
+            match fs_error(&err) {
+                FsError::Vanished { path, .. } => {
+                    assert!(path.starts_with(&dir), "{}", path.display());
+                }
+                other => panic!("{durability:?}: expected Vanished, got {other:?}"),
+            }
+        }
+        assert!(store.is_poisoned());
+        let err = t(store.try_write(ActorId::new_v4(), env(1, b"x")))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(fs_error(&err), FsError::Vanished { .. }),
+            "{err:#}"
+        );
+        let err = t(store.try_claim(ActorId::new_v4(), OwnerId::new(), ClaimMode::Exclusive))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(fs_error(&err), FsError::Vanished { .. }),
+            "{err:#}"
+        );
+        assert!(matches!(
+            t(store.checkpoint()).await,
+            Err(FsError::Vanished { .. })
+        ));
+    }
+}
+
+/// A store directory moved (or replaced) while open is noticed at the next
+/// checkpoint: writes are refused, and nothing acknowledged is lost (it is in
+/// the moved directory).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moving_the_store_directory_is_noticed_at_the_next_checkpoint() {
+    let parent = tempfile::tempdir().unwrap();
+    let (dir, moved) = (parent.path().join("store"), parent.path().join("moved"));
+    let store = FsStorage::open(&dir).unwrap();
+    let id = ActorId::new_v4();
+    t(store.try_write(id, env(1, b"kept"))).await.unwrap();
+    std::fs::rename(&dir, &moved).unwrap();
+    match t(store.checkpoint()).await {
+        Err(FsError::Vanished { path, cause }) => {
+            assert_eq!(path, dir);
+            assert!(cause.contains("moved"), "{cause}");
+        }
+        other => panic!("expected Vanished, got {other:?}"),
+    }
+    let err = t(store.try_write(id, env(2, b"lost"))).await.unwrap_err();
+    assert!(matches!(fs_error(&err), FsError::Vanished { path, .. } if *path == dir));
+    drop(store);
+    let store = FsStorage::open(&moved).unwrap();
+    assert_eq!(t(store.try_read(id)).await.unwrap(), env(1, b"kept"));
+
+    // Replaced: the directory removed and made again, empty (once the open's
+    // checkpoint of the replayed journal is done: nothing else writes then).
+    drop(store);
+    let store = FsStorage::open(&moved).unwrap();
+    t(store.checkpoint()).await.unwrap();
+    std::fs::remove_dir_all(&moved).unwrap();
+    std::fs::create_dir(&moved).unwrap();
+    let err = t(store.try_write(id, env(2, b"lost"))).await.unwrap_err();
+    assert!(
+        matches!(fs_error(&err), FsError::Vanished { .. }),
+        "{err:#}"
+    );
+}
+
+/// A store opened by a relative path is not taken for a moved one when the
+/// process changes its working directory. (Every other test here uses absolute
+/// paths, so the change of directory does not disturb them.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relative_store_path_survives_a_change_of_working_directory() {
+    let parent = tempfile::tempdir().unwrap();
+    std::env::set_current_dir(parent.path()).unwrap();
+    let store = FsStorage::open("relative-store").unwrap();
+    std::env::set_current_dir(std::env::temp_dir()).unwrap();
+    let id = ActorId::new_v4();
+    t(store.try_write(id, env(1, b"x"))).await.unwrap();
+    t(store.checkpoint()).await.unwrap();
+    assert!(!store.is_poisoned());
+    assert_eq!(
+        std::fs::read(snap_file(&parent.path().join("relative-store"), id)).unwrap(),
+        env(1, b"x")
+    );
+}
+
+/// Listing one type reads no snapshot file (of that type or another): the
+/// files of type B, damaged behind the store's back, do not disturb listing A,
+/// and B is listed from the index too. After a reopen the damage is seen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_a_type_reads_no_snapshot_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let of_a: Vec<ActorId> = (0..5).map(|_| ActorId::new_v4()).collect();
+    let of_b: Vec<ActorId> = (0..5).map(|_| ActorId::new_v4()).collect();
+    let store = FsStorage::open(dir.path()).unwrap();
+    for id in &of_a {
+        t(store.try_write(*id, typed(a, *id, b"a"))).await.unwrap();
+    }
+    for id in &of_b {
+        t(store.try_write(*id, typed(b, *id, b"b"))).await.unwrap();
+    }
+    t(store.checkpoint()).await.unwrap();
+    for id in &of_b {
+        std::fs::write(snap_file(dir.path(), *id), b"not an envelope").unwrap();
+    }
+    let sorted = |mut ids: Vec<ActorId>| {
+        ids.sort();
+        ids
+    };
+    assert_eq!(
+        sorted(t(store.try_list_type(a)).await.unwrap()),
+        sorted(of_a.clone())
+    );
+    assert_eq!(
+        sorted(t(store.try_list_type(b)).await.unwrap()),
+        sorted(of_b.clone())
+    );
+    drop(store);
+    let store = FsStorage::open(dir.path()).unwrap();
+    let err = t(store.try_list_type(a)).await.unwrap_err();
+    assert!(
+        of_b.iter()
+            .any(|id| format!("{err:#}").contains(&id.to_string())),
+        "{err:#}"
+    );
+}
+
+/// The index after a reopen, from the files' headers and a replayed journal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_survive_reopen_and_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let ids: Vec<ActorId> = (0..12).map(|_| ActorId::new_v4()).collect();
+    let store = FsStorage::open(dir.path()).unwrap();
+    for (i, id) in ids.iter().enumerate() {
+        let actor_type = if i % 2 == 0 { a } else { b };
+        t(store.try_write(*id, typed(actor_type, *id, b"x")))
+            .await
+            .unwrap();
+        if i == 5 {
+            t(store.checkpoint()).await.unwrap();
+        }
+    }
+    t(store.try_delete(ids[0])).await.unwrap(); // in a file, deleted in the journal
+    t(store.try_delete(ids[11])).await.unwrap(); // in the journal only
+    let sorted = |mut ids: Vec<ActorId>| {
+        ids.sort();
+        ids
+    };
+    let want_a = sorted((2..12).step_by(2).map(|i| ids[i]).collect());
+    let want_b = sorted((1..11).step_by(2).map(|i| ids[i]).collect());
+    let crashed = crash_copy(dir.path());
+    drop(store);
+    for path in [dir.path(), crashed.path()] {
+        let store = FsStorage::open(path).unwrap();
+        assert_eq!(sorted(t(store.try_list_type(a)).await.unwrap()), want_a);
+        assert_eq!(sorted(t(store.try_list_type(b)).await.unwrap()), want_b);
+        assert_eq!(t(store.try_list()).await.unwrap().len(), 10);
+    }
+}
+
+/// Epochs grow across opens: each open bumps the generation, the floor of its
+/// claims' epochs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_open_bumps_the_generation_and_the_epoch_floor() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = ActorId::new_v4();
+    for generation in 1..=3u64 {
+        let store = FsStorage::open(dir.path()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("GENERATION")).unwrap(),
+            format!("{generation}\n")
+        );
+        let claim = t(store.try_claim(id, OwnerId::new(), ClaimMode::Takeover))
+            .await
+            .unwrap();
+        assert!(
+            claim.epoch > generation << 32 && claim.epoch < (generation + 1) << 32,
+            "generation {generation}: epoch {:#x}",
+            claim.epoch
+        );
+    }
+    // A missing or damaged generation is not quietly started again.
+    let generation = dir.path().join("GENERATION");
+    std::fs::write(&generation, "three\n").unwrap();
+    assert!(matches!(open_err(dir.path()), FsError::Damaged { path, .. } if path == generation));
+    std::fs::remove_file(&generation).unwrap();
+    assert!(matches!(open_err(dir.path()), FsError::Damaged { path, .. } if path == generation));
+}
+
+/// `try_close` checkpoints, then refuses writes, deletes and claims with an
+/// error naming the directory, releases the lock, and still reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_checkpoints_then_refuses_changes_and_unlocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsStorage::open(dir.path()).unwrap();
+    let id = ActorId::new_v4();
+    t(store.try_write(id, env(1, b"kept"))).await.unwrap();
+    t(store.try_close()).await.unwrap();
+    assert!(store.is_closed());
+    assert_eq!(
+        std::fs::read(snap_file(dir.path(), id)).unwrap(),
+        env(1, b"kept")
+    );
+    let refused = [
+        t(store.try_write(id, env(2, b"late"))).await.unwrap_err(),
+        t(store.try_delete(id)).await.unwrap_err(),
+        t(store.try_claim(id, OwnerId::new(), ClaimMode::Exclusive))
+            .await
+            .unwrap_err(),
+    ];
+    for err in refused {
+        assert!(
+            matches!(fs_error(&err), FsError::Closed { path } if path == dir.path()),
+            "{err:#}"
+        );
+        assert_eq!(
+            err.downcast_ref::<StorageClosed>()
+                .map(|c| c.location.clone()),
+            Some(dir.path().display().to_string())
+        );
+    }
+    assert!(matches!(
+        t(store.checkpoint()).await,
+        Err(FsError::Closed { .. })
+    ));
+    assert_eq!(t(store.try_read(id)).await.unwrap(), env(1, b"kept"));
+    t(store.try_close()).await.unwrap();
+    // The directory is free again, while the closed handle lives.
+    let reopened = FsStorage::open(dir.path()).unwrap();
+    t(reopened.try_write(id, env(2, b"next"))).await.unwrap();
+    drop(store);
+    assert_eq!(t(reopened.try_read(id)).await.unwrap(), env(2, b"next"));
+}
+
+/// A directory that holds something else is refused untouched, saying what is
+/// there; an empty one, or one a cut-short creation left, is a new store.
+#[tokio::test]
+async fn a_directory_that_is_not_a_store_is_refused_untouched() {
+    let sled_like = tempfile::tempdir().unwrap();
+    std::fs::write(sled_like.path().join("conf"), b"segment_size: 524288").unwrap();
+    std::fs::write(sled_like.path().join("db"), b"\0\0\0").unwrap();
+    std::fs::create_dir(sled_like.path().join("blobs")).unwrap();
+    match open_err(sled_like.path()) {
+        FsError::NotAStore { path, found } => {
+            assert_eq!(path, sled_like.path());
+            assert!(found.contains("sled"), "{found}");
+            assert!(found.contains("`blobs/`, `conf`, `db`"), "{found}");
+        }
+        other => panic!("expected NotAStore, got {other:?}"),
+    }
+    assert!(
+        !sled_like.path().join("LOCK").exists(),
+        "nothing was written"
+    );
+
+    let other = tempfile::tempdir().unwrap();
+    for i in 0..9 {
+        std::fs::write(other.path().join(format!("file{i}.txt")), b"data").unwrap();
+    }
+    let err = open_err(other.path());
+    let message = err.to_string();
+    assert!(matches!(err, FsError::NotAStore { .. }), "{err}");
+    assert!(message.contains("`file0.txt`"), "{message}");
+    assert!(message.contains("and 3 more"), "{message}");
+
+    // A creation cut short (everything but the marker, nothing written) is
+    // finished.
+    let cut_short = tempfile::tempdir().unwrap();
+    drop(FsStorage::open(cut_short.path()).unwrap());
+    std::fs::remove_file(cut_short.path().join("FORMAT")).unwrap();
+    let store = FsStorage::open(cut_short.path()).unwrap();
+    assert!(cut_short.path().join("FORMAT").exists());
+    t(store.try_write(ActorId::new_v4(), env(1, b"x")))
+        .await
+        .unwrap();
+    drop(store);
+    // But a store without its marker that holds writes is not.
+    std::fs::remove_file(cut_short.path().join("FORMAT")).unwrap();
+    assert!(matches!(
+        open_err(cut_short.path()),
+        FsError::NotAStore { .. }
+    ));
+}
+
+/// A layout-3 store whose `snapshots/` or `journal/` is gone is refused, not
+/// read as empty.
+#[tokio::test]
+async fn a_store_missing_a_directory_is_refused() {
+    for missing in ["snapshots", "journal"] {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = FsStorage::open(dir.path()).unwrap();
+            t(store.try_write(ActorId::new_v4(), env(1, b"x")))
+                .await
+                .unwrap();
+        }
+        std::fs::remove_dir_all(dir.path().join(missing)).unwrap();
+        match open_err(dir.path()) {
+            FsError::Damaged { path, .. } => assert_eq!(path, dir.path().join(missing)),
+            other => panic!("{missing}: expected Damaged, got {other:?}"),
+        }
+    }
+}
+
+/// An empty stray file with the largest segment name: a typed error, no panic
+/// (the next segment number used to overflow).
+#[tokio::test]
+async fn a_stray_segment_with_the_largest_name_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = ActorId::new_v4();
+    {
+        let store = FsStorage::open(dir.path()).unwrap();
+        t(store.try_write(id, env(1, b"x"))).await.unwrap();
+    }
+    let stray = dir.path().join("journal/ffffffffffffffff.log");
+    std::fs::write(&stray, b"").unwrap();
+    match open_err(dir.path()) {
+        FsError::IncompleteJournal { path, cause } => {
+            assert!(
+                path.starts_with(dir.path().join("journal")),
+                "{}",
+                path.display()
+            );
+            assert!(cause.contains("ffffffffffffffff"), "{cause}");
+        }
+        other => panic!("expected IncompleteJournal, got {other:?}"),
+    }
+    std::fs::remove_file(&stray).unwrap();
+    let store = FsStorage::open(dir.path()).unwrap();
+    assert_eq!(t(store.try_read(id)).await.unwrap(), env(1, b"x"));
+}
+
+/// A store whose journal fills most of a small disk opens with a few KiB free:
+/// the open writes no snapshot file (it used to write them all, before it
+/// removed the journal, and fail with ENOSPC until as much space was free as
+/// the journal took). Needs a tmpfs mount (root); says so and does nothing
+/// otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_opens_on_a_nearly_full_disk() {
+    struct Mount(PathBuf);
+    impl Drop for Mount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let point = tempfile::tempdir().unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
+        .arg(point.path())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("SKIPPED a_store_opens_on_a_nearly_full_disk: cannot mount a tmpfs (not root?)");
+        return;
+    }
+    let _mount = Mount(point.path().to_path_buf());
+    // A journal of 3 MiB of acknowledged snapshots (1500 ids), no files; the
+    // files will take 6 MiB (a page each).
+    let source = tempfile::tempdir().unwrap();
+    let ids: Vec<ActorId> = (0..1500).map(|_| ActorId::new_v4()).collect();
+    let store = FsStorage::builder(source.path())
+        .journal_limit(64 << 20)
+        .open()
+        .unwrap();
+    for id in &ids {
+        t(store.try_write(*id, env(1, &[7; 2048]))).await.unwrap();
+    }
+    let crashed = crash_copy(source.path());
+    drop(store);
+    let dir = point.path().join("store");
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(crashed.path())
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Fill the disk, then free 64 KiB.
+    let filler_path = point.path().join("filler");
+    let mut filler = std::fs::File::create(&filler_path).unwrap();
+    let chunk = vec![0u8; 64 << 10];
+    while std::io::Write::write_all(&mut filler, &chunk).is_ok() {}
+    filler.sync_all().unwrap();
+    let full = filler.metadata().unwrap().len();
+    filler.set_len(full.saturating_sub(64 << 10)).unwrap();
+
+    let store = FsStorage::open(&dir).unwrap();
+    for id in &ids {
+        assert_eq!(t(store.try_read(*id)).await.unwrap(), env(1, &[7; 2048]));
+    }
+    // With space freed, the checkpoint writes the files.
+    drop(filler);
+    std::fs::remove_file(&filler_path).unwrap();
+    t(store.checkpoint()).await.unwrap();
+    assert_eq!(
+        std::fs::read(snap_file(&dir, ids[0])).unwrap(),
+        env(1, &[7; 2048])
+    );
+    drop(store);
+}
+
+#[cfg(feature = "failpoints")]
+mod failpoints {
+    use super::*;
+    use theta_persistence_fs::{Action, Step};
+
+    const EIO: i32 = 5;
+    const ENOSPC: i32 = 28;
+
+    /// A store with `old` written and checkpointed into its file.
+    async fn setup() -> (tempfile::TempDir, FsStorage, ActorId) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStorage::open(dir.path()).unwrap();
+        let id = ActorId::new_v4();
+        t(store.try_write(id, env(1, b"old"))).await.unwrap();
+        t(store.checkpoint()).await.unwrap();
+        (dir, store, id)
+    }
+
+    fn os_error(err: &(dyn std::error::Error + 'static)) -> Option<i32> {
+        let mut source = Some(err);
+        while let Some(e) = source {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                return io.raw_os_error();
+            }
+            source = e.source();
+        }
+        None
+    }
+
+    fn reopen_and_read(dir: &Path, id: ActorId) -> Vec<u8> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let store = FsStorage::open(dir).unwrap();
+        rt.block_on(t(store.try_read(id))).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn journal_write_error_fails_the_write_and_keeps_the_old_snapshot() {
+        for code in [EIO, ENOSPC] {
+            let (dir, store, id) = setup().await;
+            store.fail_next(Step::JournalWrite, Action::Error(code));
+            let err = t(store.try_write(id, env(2, b"new"))).await.unwrap_err();
+            assert_eq!(os_error(err.as_ref()), Some(code), "{err:#}");
+            assert!(err.to_string().contains(&id.to_string()), "{err}");
+            assert_eq!(t(store.try_read(id)).await.unwrap(), env(1, b"old"));
+            // Not a sync failure: the store keeps working, and the failed batch
+            // was cut off the journal (the next write's record follows the good
+            // ones, so a replay reads it).
+            assert!(!store.is_poisoned());
+            t(store.try_write(id, env(3, b"later"))).await.unwrap();
+            let crashed = crash_copy(dir.path());
+            drop(store);
+            assert_eq!(
+                tokio::task::block_in_place(|| reopen_and_read(crashed.path(), id)),
+                env(3, b"later")
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn journal_sync_error_fails_poisons_and_keeps_the_old_snapshot() {
+        for code in [EIO, ENOSPC] {
+            let (dir, store, id) = setup().await;
+            store.fail_next(Step::JournalSync, Action::Error(code));
+            let err = t(store.try_write(id, env(2, b"new"))).await.unwrap_err();
+            assert!(err.to_string().contains(&id.to_string()), "{err}");
+            assert_eq!(os_error(err.as_ref()), Some(code), "{err:#}");
+            assert!(
+                matches!(
+                    fs_error(&err),
+                    FsError::Io {
+                        op: "syncing journal segment",
+                        ..
+                    }
+                ),
+                "{err:#}"
+            );
+            assert!(store.is_poisoned());
+            assert_eq!(t(store.try_read(id)).await.unwrap(), env(1, b"old"));
+            // Every later write fails, even a fresh id, until reopened.
+            let poisoned = |err: &anyhow::Error| {
+                matches!(fs_error(err), FsError::Poisoned { path, cause }
+                    if path == dir.path() && cause.contains("syncing journal segment"))
+            };
+            let err = t(store.try_write(ActorId::new_v4(), env(1, b"x")))
+                .await
+                .unwrap_err();
+            assert!(poisoned(&err), "{err:#}");
+            let err = t(store.try_delete(id)).await.unwrap_err();
+            assert!(poisoned(&err), "{err:#}");
+            assert!(matches!(
+                t(store.checkpoint()).await,
+                Err(FsError::Poisoned { path, .. }) if path == dir.path()
+            ));
+            drop(store);
+            let store = FsStorage::open(dir.path()).unwrap();
+            assert!(!store.is_poisoned());
+            assert_eq!(t(store.try_read(id)).await.unwrap(), env(1, b"old"));
+            t(store.try_write(id, env(2, b"new"))).await.unwrap();
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn checkpoint_file_errors_lose_nothing_and_are_retried() {
+        for step in [Step::AfterTempWrite, Step::BeforeRename] {
+            for code in [EIO, ENOSPC] {
+                let (dir, store, id) = setup().await;
+                t(store.try_write(id, env(2, b"new"))).await.unwrap();
+                store.fail_next(step, Action::Error(code));
+                let err = t(store.checkpoint()).await.unwrap_err();
+                assert_eq!(os_error(&err), Some(code), "{step:?}: {err}");
+                assert!(err.to_string().contains(&id.to_string()), "{err}");
+                assert!(!store.is_poisoned());
+                assert!(temp_files(dir.path()).is_empty(), "{step:?}");
+                // The write is acknowledged and still read; the file is old.
+                assert_eq!(t(store.try_read(id)).await.unwrap(), env(2, b"new"));
+                assert_eq!(
+                    std::fs::read(snap_file(dir.path(), id)).unwrap(),
+                    env(1, b"old")
+                );
+                let crashed = crash_copy(dir.path());
+                t(store.checkpoint()).await.unwrap();
+                assert_eq!(
+                    std::fs::read(snap_file(dir.path(), id)).unwrap(),
+                    env(2, b"new")
+                );
+                drop(store);
+                assert_eq!(
+                    tokio::task::block_in_place(|| reopen_and_read(crashed.path(), id)),
+                    env(2, b"new")
+                );
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn checkpoint_sync_error_poisons_and_loses_nothing() {
+        let (dir, store, id) = setup().await;
+        t(store.try_write(id, env(2, b"new"))).await.unwrap();
+        store.fail_next(Step::CheckpointSync, Action::Error(EIO));
+        match t(store.checkpoint()).await {
+            Err(FsError::Io { op, path, source }) => {
+                assert_eq!(op, "syncing the file system of");
+                assert_eq!(path, snapshots(dir.path()));
+                assert_eq!(source.raw_os_error(), Some(EIO));
+            }
+            other => panic!("expected the syncfs error, got {other:?}"),
+        }
+        assert!(store.is_poisoned());
+        assert_eq!(t(store.try_read(id)).await.unwrap(), env(2, b"new"));
+        let err = t(store.try_write(id, env(3, b"x"))).await.unwrap_err();
+        assert!(
+            matches!(fs_error(&err), FsError::Poisoned { .. }),
+            "{err:#}"
+        );
+        drop(store);
+        // The journal still holds the write; the open replays it.
+        let store = FsStorage::open(dir.path()).unwrap();
+        assert_eq!(t(store.try_read(id)).await.unwrap(), env(2, b"new"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn segment_removal_error_keeps_the_journal() {
+        let (dir, store, id) = setup().await;
+        t(store.try_write(id, env(2, b"new"))).await.unwrap();
+        store.fail_next(Step::SegmentDelete, Action::Error(EIO));
+        match t(store.checkpoint()).await {
+            Err(FsError::Io { path, source, .. }) => {
+                assert_eq!(path, dir.path().join("journal/START"));
+                assert_eq!(source.raw_os_error(), Some(EIO));
+            }
+            other => panic!("expected the failpoint's error, got {other:?}"),
+        }
+        assert!(!store.is_poisoned());
+        assert_eq!(journal_segments(dir.path()).len(), 2);
+        // Segments are removed only after the files hold their writes.
+        assert_eq!(
+            std::fs::read(snap_file(dir.path(), id)).unwrap(),
+            env(2, b"new")
+        );
+        t(store.try_write(id, env(3, b"newer"))).await.unwrap();
+        t(store.checkpoint()).await.unwrap();
+        assert_eq!(journal_segments(dir.path()).len(), 1);
+        drop(store);
+        let store = FsStorage::open(dir.path()).unwrap();
+        assert_eq!(t(store.try_read(id)).await.unwrap(), env(3, b"newer"));
+    }
+
+    /// A rotation that fails (a full disk) is logged, naming the segment, and
+    /// is not retried (nor logged again) after every batch; writes go on into
+    /// the current segment, and once the disk has room the journal rotates.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_rotation_is_logged_once_and_retried_later() {
+        use std::sync::Mutex;
+        static LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+        struct Log;
+        impl std::io::Write for Log {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                LOG.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        // The only test of this binary that installs a subscriber.
+        tracing_subscriber::fmt()
+            .with_writer(|| Log)
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .try_init()
+            .unwrap();
+        let logged = || {
+            let log = String::from_utf8_lossy(&LOG.lock().unwrap()).into_owned();
+            log.matches("starting a new journal segment failed").count()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStorage::builder(dir.path())
+            .journal_limit(4096)
+            .open()
+            .unwrap();
+        store.fail_next(Step::SegmentCreate, Action::ErrorEveryTime(ENOSPC));
+        let id = ActorId::new_v4();
+        // A write is 417 bytes in the journal: the segment is full after 10
+        // (the first attempt), and the next waits for another quarter of the
+        // limit (1 KiB, after 13). Retried after every batch, 10 to 14 would
+        // each log.
+        for sequence in 1..=14u64 {
+            t(store.try_write(id, env(sequence, &[1; 300])))
+                .await
+                .unwrap();
+        }
+        assert_eq!(journal_segments(dir.path()).len(), 1);
+        let once = logged();
+        assert!((1..=2).contains(&once), "logged {once} times");
+        let log = String::from_utf8_lossy(&LOG.lock().unwrap()).into_owned();
+        assert!(log.contains(".log"), "the segment is named: {log}");
+        // Room again: the next attempt rotates.
+        store.clear_failpoints();
+        for sequence in 15..=30u64 {
+            t(store.try_write(id, env(sequence, &[1; 300])))
+                .await
+                .unwrap();
+        }
+        t(store.checkpoint()).await.unwrap();
+        assert_eq!(logged(), once);
+        drop(store);
+        let store = FsStorage::open(dir.path()).unwrap();
+        assert_eq!(t(store.try_read(id)).await.unwrap(), env(30, &[1; 300]));
+    }
+
+    /// A checkpoint of an upgraded journal whose version-1 segments skip a
+    /// number stops between two segments: `START` names the next segment that
+    /// exists, so the journal still opens.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn start_always_names_a_segment_that_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (ActorId::new_v4(), ActorId::new_v4());
+        legacy_store(
+            dir.path(),
+            &[(3, vec![(a, env(1, b"a1"))]), (5, vec![(b, env(1, b"b1"))])],
+        );
+        let store = FsStorage::builder(dir.path())
+            .fail_next(Step::SegmentDelete, Action::ErrorOnHit { n: 2, code: EIO })
+            .open()
+            .unwrap();
+        // The open's checkpoint: segment 3 done (`START` moves on), then it
+        // fails before 5.
+        let start = dir.path().join("journal/START");
+        t(async {
+            while std::fs::read(&start).ok().as_deref() == Some(b"0000000000000003\n") {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        assert_eq!(std::fs::read(&start).unwrap(), b"0000000000000005\n");
+        let crashed = crash_copy(dir.path());
+        drop(store);
+        let store = FsStorage::open(crashed.path()).unwrap();
+        assert_eq!(t(store.try_read(a)).await.unwrap(), env(1, b"a1"));
+        assert_eq!(t(store.try_read(b)).await.unwrap(), env(1, b"b1"));
+    }
+
+    /// A failed rotation keeps the current segment, and the next one uses the
+    /// same number: the journal has no gap, so the store reopens whole.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_rotation_leaves_no_gap_in_the_journal() {
+        let (dir, store, id) = setup().await;
+        let before = journal_segments(dir.path());
+        store.fail_next(Step::SegmentCreate, Action::Error(ENOSPC));
+        let err = t(store.checkpoint()).await.unwrap_err();
+        assert_eq!(os_error(&err), Some(ENOSPC), "{err}");
+        assert!(!store.is_poisoned());
+        assert_eq!(journal_segments(dir.path()), before);
+        t(store.try_write(id, env(2, b"new"))).await.unwrap();
+        t(store.checkpoint()).await.unwrap();
+        let after = journal_segments(dir.path());
+        assert_eq!(after.len(), 1);
+        let number =
+            |p: &Path| u64::from_str_radix(p.file_stem().unwrap().to_str().unwrap(), 16).unwrap();
+        assert_eq!(number(&after[0]), number(&before[0]) + 1);
+        t(store.try_write(id, env(3, b"newer"))).await.unwrap();
+        let crashed = crash_copy(dir.path());
+        drop(store);
+        assert_eq!(
+            tokio::task::block_in_place(|| reopen_and_read(crashed.path(), id)),
+            env(3, b"newer")
+        );
+    }
+
+    /// A store whose checkpoints cannot move the journal's start: three
+    /// segments, each holding acknowledged writes; a crash copy of it.
+    async fn three_segments() -> (tempfile::TempDir, Vec<(ActorId, Vec<u8>)>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStorage::open(dir.path()).unwrap();
+        store.fail_next(Step::SegmentDelete, Action::ErrorEveryTime(EIO));
+        let mut written = Vec::new();
+        for round in 0..3u8 {
+            for _ in 0..4 {
+                let id = ActorId::new_v4();
+                let bytes = env(1, &[round; 100]);
+                t(store.try_write(id, bytes.clone())).await.unwrap();
+                written.push((id, bytes));
+            }
+            if round < 2 {
+                assert!(t(store.checkpoint()).await.is_err());
+            }
+        }
+        // Forget the files, to be sure what reopens comes from the journal.
+        let crashed = crash_copy(dir.path());
+        std::fs::remove_dir_all(snapshots(crashed.path())).unwrap();
+        std::fs::create_dir(snapshots(crashed.path())).unwrap();
+        assert_eq!(journal_segments(crashed.path()).len(), 3);
+        (crashed, written)
+    }
+
+    /// Segments deleted or cut short at a batch boundary (every batch left
+    /// valid) fail the open naming the segment, instead of opening without
+    /// their writes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_missing_or_shortened_segment_fails_open_naming_it() {
+        let (whole, written) = three_segments().await;
+        let segments = journal_segments(whole.path());
+        for (what, victim) in [("oldest", 0), ("middle", 1)] {
+            let copy = crash_copy(whole.path());
+            let path = copy
+                .path()
+                .join("journal")
+                .join(segments[victim].file_name().unwrap());
+            std::fs::remove_file(&path).unwrap();
+            match open_err(copy.path()) {
+                FsError::IncompleteJournal {
+                    path: reported,
+                    cause,
+                } => {
+                    assert_eq!(reported, path, "{what}");
+                    assert!(cause.contains("missing"), "{what}: {cause}");
+                }
+                other => panic!("{what} deleted: expected IncompleteJournal, got {other:?}"),
+            }
+        }
+        for victim in [0, 1] {
+            let copy = crash_copy(whole.path());
+            let path = copy
+                .path()
+                .join("journal")
+                .join(segments[victim].file_name().unwrap());
+            let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            file.set_len(SEGMENT_HEADER).unwrap();
+            match open_err(copy.path()) {
+                FsError::IncompleteJournal {
+                    path: reported,
+                    cause,
+                } => {
+                    assert_eq!(reported, path);
+                    assert!(cause.contains("cut short"), "{cause}");
+                }
+                other => panic!("segment {victim} cut: expected IncompleteJournal, got {other:?}"),
+            }
+        }
+        // Untouched, every write is there.
+        let store = FsStorage::open(whole.path()).unwrap();
+        for (id, bytes) in &written {
+            assert_eq!(&t(store.try_read(*id)).await.unwrap(), bytes);
+        }
+    }
+
+    /// The open writes no snapshot file: with every file write failing
+    /// (a full disk), it opens, and reads come from the replayed journal.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_open_writes_no_snapshot_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStorage::open(dir.path()).unwrap();
+        let ids: Vec<ActorId> = (0..20).map(|_| ActorId::new_v4()).collect();
+        for id in &ids {
+            t(store.try_write(*id, env(1, id.as_bytes())))
+                .await
+                .unwrap();
+        }
+        let crashed = crash_copy(dir.path());
+        drop(store);
+        let store = FsStorage::builder(crashed.path())
+            .fail_next(Step::AfterTempWrite, Action::ErrorEveryTime(ENOSPC))
+            .open()
+            .unwrap();
+        for id in &ids {
+            assert_eq!(t(store.try_read(*id)).await.unwrap(), env(1, id.as_bytes()));
+        }
+        let err = t(store.checkpoint()).await.unwrap_err();
+        assert_eq!(os_error(&err), Some(ENOSPC), "{err}");
+        assert!(
+            ids.iter()
+                .all(|id| !snap_file(crashed.path(), *id).exists())
+        );
+        // Space again: the next checkpoint writes them.
+        store.clear_failpoints();
+        t(store.checkpoint()).await.unwrap();
+        for id in &ids {
+            assert_eq!(
+                std::fs::read(snap_file(crashed.path(), *id)).unwrap(),
+                env(1, id.as_bytes())
+            );
+        }
+    }
+
+    /// `try_close` reports a failed last checkpoint, and closes anyway; the
+    /// journal keeps the writes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn close_reports_a_failed_last_checkpoint() {
+        let (dir, store, id) = setup().await;
+        t(store.try_write(id, env(2, b"new"))).await.unwrap();
+        store.fail_next(Step::AfterTempWrite, Action::ErrorEveryTime(ENOSPC));
+        let err = t(store.try_close()).await.unwrap_err();
+        assert_eq!(os_error(err.as_ref()), Some(ENOSPC), "{err:#}");
+        assert!(store.is_closed());
+        let err = t(store.try_write(id, env(3, b"late"))).await.unwrap_err();
+        assert!(matches!(fs_error(&err), FsError::Closed { .. }), "{err:#}");
+        let reopened = FsStorage::open(dir.path()).unwrap();
+        assert_eq!(t(reopened.try_read(id)).await.unwrap(), env(2, b"new"));
+        drop(store);
+    }
 }

@@ -63,6 +63,9 @@ const fn alone(id: &'static str) -> Row {
 
 /// The raw fs baseline: temp file, `fsync`, rename, directory `fsync`, one at a time.
 const FS_SERIAL: &str = "baseline/temp_fsync_rename_dirfsync/serial";
+/// The raw fs read baseline: `std::fs::read` of the same snapshot files, one
+/// after the other.
+const FS_RAW_READ: &str = "fs-read/raw_std_fs_read/sequential";
 /// The raw sled baseline: insert and `flush()`, one at a time.
 const SLED_SERIAL: &str = "sled/baseline/raw insert + flush(), serial";
 
@@ -149,17 +152,25 @@ const SUITES: &[Suite] = &[
         package: "theta-persistence-fs",
         bench: "fs",
         title: "File-system backend (`theta-persistence-fs/benches/fs.rs`)",
-        about: "saves of 200-byte snapshots by N concurrent actors; durable = acknowledged after the journal's fdatasync (group commit). Recovery: reading 100k snapshots back, respawning 100k actors from them, and the open that replays a crash-left journal of 100k snapshots into their files.",
+        about: "saves of 200-byte snapshots by N concurrent actors; durable = acknowledged after the journal's fdatasync (group commit), owned = the same under ownership claims (epoch-stamped writes). Reads: 10k stored snapshots read back (try_read, try_claim; one after the other and from 64 tasks) against a raw sequential std::fs::read of the same files. Recovery: reading 100k snapshots back, the open of a store of 100k files (it reads every header), respawning 100k actors from them, and the open of a crash-left journal of 100k snapshots (replayed into memory; +checkpoint: until their files are written).",
         rows: &[
             vs("fs/durable/1", FS_SERIAL),
             vs("fs/durable/8", FS_SERIAL),
             vs("fs/durable/64", FS_SERIAL),
             vs("fs/durable/64", "baseline/tokio_fs_write/64"),
+            vs("fs/owned/1", FS_SERIAL),
+            vs("fs/owned/64", FS_SERIAL),
             vs("fs/buffered/64", "baseline/std_fs_write/serial"),
             alone("fs/read/64"),
+            vs("fs-read/try_read/sequential", FS_RAW_READ),
+            vs("fs-read/try_read/64-tasks", FS_RAW_READ),
+            vs("fs-read/try_claim/sequential", FS_RAW_READ),
+            vs("fs-read/try_claim/64-tasks", FS_RAW_READ),
             alone("fs-recovery/read+open/100k"),
+            alone("fs-recovery/open/100k"),
             alone("fs-recovery/respawn/100k"),
             alone("fs-recovery/replay-open/100k"),
+            alone("fs-recovery/replay-open+checkpoint/100k"),
         ],
     },
     Suite {

@@ -50,7 +50,7 @@ const CHILD_LIFETIME: Duration = Duration::from_secs(20);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Backend {
     Fs,
-    /// fs with `Durability::Buffered`: no sync per write, but a process kill
+    /// fs with `Durability::ProcessKill`: no sync per write, but a process kill
     /// still loses nothing acknowledged (the page cache survives it).
     FsBuffered,
     Sled,
@@ -106,9 +106,9 @@ impl Backend {
             // removed), not only in journal appends.
             Backend::Fs | Backend::FsBuffered => {
                 let durability = if self == Backend::Fs {
-                    theta_persistence_fs::Durability::Durable
+                    theta::persistence::Durability::PowerLoss
                 } else {
-                    theta_persistence_fs::Durability::Buffered
+                    theta::persistence::Durability::ProcessKill
                 };
                 Ok(SharedStorage::new(
                     theta_persistence_fs::FsStorage::builder(dir)
@@ -155,13 +155,15 @@ impl Backend {
     }
 
     /// Files of unfinished writes that must not survive a reopen.
-    fn leftovers(self, dir: &Path) -> Vec<PathBuf> {
+    fn leftovers(self, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         match self {
             Backend::Fs | Backend::FsBuffered => {
                 let mut out = Vec::new();
-                let Ok(shards) = std::fs::read_dir(dir.join("snapshots")) else {
-                    return out;
-                };
+                // The directory must be there: a scan of nothing would find no
+                // temp file and prove nothing.
+                let snapshots = dir.join("snapshots");
+                let shards = std::fs::read_dir(&snapshots)
+                    .with_context(|| format!("listing {}", snapshots.display()))?;
                 for shard in shards.flatten() {
                     for file in std::fs::read_dir(shard.path())
                         .into_iter()
@@ -173,13 +175,13 @@ impl Backend {
                         }
                     }
                 }
-                out
+                Ok(out)
             }
             // sled writes in place into its own log and recovers a prefix of it on
             // open; it leaves no per-write temp files to look for.
-            Backend::Sled => Vec::new(),
+            Backend::Sled => Ok(Vec::new()),
             // The server's transactions leave nothing half-written to look for.
-            Backend::Postgres => Vec::new(),
+            Backend::Postgres => Ok(Vec::new()),
         }
     }
 }
@@ -394,10 +396,6 @@ fn verify(backend: Backend, dir: &Path, acked: &HashMap<ActorId, u64>) -> Vec<St
                 return;
             }
         };
-        let leftovers = backend.leftovers(dir);
-        if !leftovers.is_empty() {
-            failures.push(format!("temp files remain after reopen: {leftovers:?}"));
-        }
         let listed = match tokio::time::timeout(Duration::from_secs(30), storage.try_list()).await {
             Ok(Ok(listed)) => listed,
             other => {
@@ -434,6 +432,17 @@ fn verify(backend: Backend, dir: &Path, acked: &HashMap<ActorId, u64>) -> Vec<St
                     None => failures.push(format!("{id}: acknowledged {last} but nothing stored")),
                 }
             }
+        }
+        // Closed (its background work finished: fs checkpoints the journal it
+        // replayed while it serves reads), the store must have removed what
+        // the kill left.
+        drop(storage);
+        match backend.leftovers(dir) {
+            Ok(leftovers) if leftovers.is_empty() => {}
+            Ok(leftovers) => {
+                failures.push(format!("temp files remain after reopen: {leftovers:?}"))
+            }
+            Err(e) => failures.push(format!("looking for temp files: {e:#}")),
         }
     });
     failures
