@@ -8,6 +8,7 @@
 //! <dir>/db          sled's log (all trees)
 //! <dir>/blobs/<n>   sled's large values, one file each
 //! <dir>/snap.<lsn>  sled's page-table snapshots
+//! <dir>/snap.<lsn>.generating   one being written (renamed to `snap.<lsn>` once synced)
 //! ```
 //!
 //! The directory is 0700 and every file in it 0600, whatever the umask: theta
@@ -179,4 +180,117 @@ pub(crate) fn narrow_permissions(dir: &Path) -> Result<(), SledError> {
         }
     }
     Ok(())
+}
+
+/// What [`clear_unfinished_snapshots`] could do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sweep {
+    /// The directory was checked (and cleared if needed) under sled's lock.
+    Checked,
+    /// Another handle or process holds sled's lock: nothing was touched.
+    Locked,
+}
+
+/// The suffix of a page-table snapshot sled 0.34 is still writing.
+const GENERATING: &str = ".generating";
+
+/// Removes the page-table snapshots whose writing a crash cut short.
+///
+/// sled 0.34 writes a snapshot to `snap.<lsn>.generating`, syncs it, and only
+/// then renames it to `snap.<lsn>`; but when it opens a database it reads the
+/// highest-named `snap.` file, a `.generating` one included, so a kill during
+/// that write leaves a truncated file that fails every later open with
+/// `Corruption`. A truncated `.generating` file (its length and checksum
+/// trailer do not match, which the sync before the rename rules out for a
+/// finished one) was never sled's snapshot: removing it leaves the directory
+/// as a kill just before the write began would have, from which sled recovers
+/// by its older snapshot and its log. A finished one is left for sled.
+///
+/// Runs under sled's own lock (an exclusive `flock` on `db`), so a snapshot
+/// another open handle is writing right now is never touched.
+pub(crate) fn clear_unfinished_snapshots(dir: &Path) -> Result<Sweep, SledError> {
+    let db = dir.join("db");
+    let lock = match OpenOptions::new().read(true).write(true).open(&db) {
+        Ok(file) => file,
+        // No log yet: a new database, nothing sled could have cut short.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Sweep::Checked),
+        Err(e) => return Err(SledError::io("opening", &db, e)),
+    };
+    match rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::WOULDBLOCK) => return Ok(Sweep::Locked),
+        Err(e) => return Err(SledError::io("locking", &db, e.into())),
+    }
+    let mut removed = false;
+    for entry in fs::read_dir(dir).map_err(|e| SledError::io("listing", dir, e))? {
+        let entry = entry.map_err(|e| SledError::io("listing", dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with("snap.") && name.ends_with(GENERATING)) {
+            continue;
+        }
+        let path = entry.path();
+        let bytes = fs::read(&path).map_err(|e| SledError::io("reading", &path, e))?;
+        if is_finished_snapshot(&bytes) {
+            continue;
+        }
+        tracing::warn!(
+            "removing {}: a sled page-table snapshot whose writing was cut short ({} bytes)",
+            path.display(),
+            bytes.len()
+        );
+        fs::remove_file(&path).map_err(|e| SledError::io("removing", &path, e))?;
+        removed = true;
+    }
+    if removed {
+        sync_dir(dir).map_err(|e| SledError::io("syncing", dir, e))?;
+    }
+    // Dropping the file releases the lock; sled takes it again as it opens.
+    drop(lock);
+    Ok(Sweep::Checked)
+}
+
+/// Whether `bytes` end in the trailer sled 0.34 appends to a snapshot as its
+/// last write: the uncompressed length (8 bytes) and the CRC-32 of everything
+/// before the trailer (4 bytes, little-endian).
+fn is_finished_snapshot(bytes: &[u8]) -> bool {
+    let Some(body_len) = bytes.len().checked_sub(12).filter(|&n| n > 0) else {
+        return false;
+    };
+    let (body, trailer) = bytes.split_at(body_len);
+    let stored = u32::from_le_bytes([trailer[8], trailer[9], trailer[10], trailer[11]]);
+    crc32fast::hash(body) == stored
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_finished_snapshot;
+
+    /// A snapshot as sled 0.34 seals it: the body, its length, its CRC-32.
+    fn sealed(body: &[u8]) -> Vec<u8> {
+        let mut bytes = body.to_vec();
+        bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+        bytes
+    }
+
+    #[test]
+    fn a_sealed_snapshot_is_finished_and_no_prefix_of_it_is() {
+        let body: Vec<u8> = (0..=255u8).cycle().take(700).collect();
+        let whole = sealed(&body);
+        assert!(is_finished_snapshot(&whole));
+        for cut in 0..whole.len() {
+            assert!(
+                !is_finished_snapshot(&whole[..cut]),
+                "a prefix of {cut} bytes"
+            );
+        }
+    }
+
+    #[test]
+    fn a_flipped_bit_or_an_empty_body_is_not_finished() {
+        let mut bytes = sealed(b"page table");
+        bytes[3] ^= 0x10;
+        assert!(!is_finished_snapshot(&bytes));
+        assert!(!is_finished_snapshot(&sealed(b"")));
+    }
 }

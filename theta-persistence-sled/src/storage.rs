@@ -1,6 +1,7 @@
 //! [`SledStorage`]: snapshots in a sled tree, one key per actor id.
 
 use std::fmt;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -624,25 +625,30 @@ fn open_waiting_for_lock(path: &Path) -> Result<sled::Db, SledError> {
     let deadline = Instant::now() + LOCK_WAIT;
     let mut pause = Duration::from_millis(2);
     loop {
-        match config.open() {
-            Ok(db) => return Ok(db),
-            Err(source) if is_lock_contention(&source) => {
-                if Instant::now() + pause > deadline {
-                    return Err(SledError::Locked {
+        let contended = match layout::clear_unfinished_snapshots(path)? {
+            layout::Sweep::Locked => sled::Error::Io(io::Error::other(format!(
+                "could not acquire lock on {:?}: held by another handle or process",
+                path.join("db")
+            ))),
+            layout::Sweep::Checked => match config.open() {
+                Ok(db) => return Ok(db),
+                Err(source) if is_lock_contention(&source) => source,
+                Err(source) => {
+                    return Err(SledError::Open {
                         path: path.to_path_buf(),
                         source,
                     });
                 }
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(100));
-            }
-            Err(source) => {
-                return Err(SledError::Open {
-                    path: path.to_path_buf(),
-                    source,
-                });
-            }
+            },
+        };
+        if Instant::now() + pause > deadline {
+            return Err(SledError::Locked {
+                path: path.to_path_buf(),
+                source: contended,
+            });
         }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(100));
     }
 }
 
