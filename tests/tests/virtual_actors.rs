@@ -466,6 +466,28 @@ async fn a_cap_passivates_the_least_recently_used() {
     }
 }
 
+#[tokio::test]
+async fn the_cap_passivates_the_least_recently_used_not_the_first_activated() {
+    let memory = MemoryStorage::new();
+    let (counters, mut events, _root) = counters(memory.clone(), |b| b.max_live(3));
+    let ids: Vec<ActorId> = (0..4).map(|_| ActorId::new_v4()).collect();
+    for id in &ids[..3] {
+        within("add", counters.ask(*id, Add(1))).await.unwrap();
+    }
+    // The first one activated is now the most recently used.
+    within("get", counters.ask(ids[0], Get)).await.unwrap();
+    within("add", counters.ask(ids[3], Add(1))).await.unwrap();
+    let first_out = events
+        .until("a passivation", |e| {
+            matches!(e, Event::Exited(_, ExitReason::Passivated))
+        })
+        .await;
+    assert_eq!(first_out, Event::Exited(ids[1], ExitReason::Passivated));
+    assert!(counters.is_live(ids[0]));
+    assert!(counters.is_live(ids[3]));
+    assert_eq!(stored_total(&memory, ids[1]), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_instance_is_refused_or_takes_over_and_fences_the_first() {
     let memory = MemoryStorage::new();

@@ -171,6 +171,10 @@ enum Slot<A: Actor> {
         activity: u64,
         /// The sweep tick of its last message.
         seen: u64,
+        /// The handle's use count at its last message (with a cap on live
+        /// actors only): orders the least recently used exactly, where ticks
+        /// only tell sweeps apart.
+        used: u64,
         stats: Arc<SlotStats>,
         /// [`VirtualActors::passivate`] calls waiting for the next request's
         /// outcome.
@@ -206,6 +210,8 @@ struct Inner<A: PersistentActor> {
     shards: Box<[Shard<A>]>,
     /// Advanced by the sweeper, a quarter of the idle time at a time.
     tick: AtomicU64,
+    /// Messages routed to live actors, counted with a cap on live actors only.
+    uses: AtomicU64,
     closed: AtomicBool,
     live: AtomicUsize,
     peak_live: AtomicUsize,
@@ -396,6 +402,7 @@ impl<A: PersistentActor> VirtualActorsBuilder<A> {
             max_live: self.max_live,
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             tick: AtomicU64::new(0),
+            uses: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             live: AtomicUsize::new(0),
             peak_live: AtomicUsize::new(0),
@@ -631,6 +638,7 @@ impl<A: PersistentActor> Inner<A> {
                 actor,
                 activity,
                 seen,
+                used,
                 stats,
                 ..
             }) = shard.get_mut(&id)
@@ -639,6 +647,7 @@ impl<A: PersistentActor> Inner<A> {
                     Ok(()) => {
                         *activity += 1;
                         *seen = self.tick.load(Ordering::Relaxed);
+                        *used = self.next_use();
                         return Ok((Arc::clone(stats), None));
                     }
                     Err(msg) => {
@@ -674,6 +683,7 @@ impl<A: PersistentActor> Inner<A> {
                 actor,
                 activity,
                 seen,
+                used,
                 stats,
                 ..
             }) => match pending
@@ -684,6 +694,7 @@ impl<A: PersistentActor> Inner<A> {
                 None | Some(Ok(())) => {
                     *activity += 1;
                     *seen = self.tick.load(Ordering::Relaxed);
+                    *used = self.next_use();
                     if let Some(notify) = pending.notify {
                         let _ = notify.send(Ok(()));
                     }
@@ -805,6 +816,7 @@ impl<A: PersistentActor> Inner<A> {
                         actor,
                         activity: 0,
                         seen: self.tick.load(Ordering::Relaxed),
+                        used: self.next_use(),
                         stats,
                         waiters: Vec::new(),
                     }
@@ -952,6 +964,7 @@ impl<A: PersistentActor> Gate for Inner<A> {
                 actor,
                 activity,
                 seen: self.tick.load(Ordering::Relaxed),
+                used: self.next_use(),
                 stats,
                 waiters: Vec::new(),
             },
@@ -1052,6 +1065,16 @@ async fn sweep<A: PersistentActor>(inner: Weak<Inner<A>>, period: Duration) {
 }
 
 impl<A: PersistentActor> Inner<A> {
+    /// The use count for a message routed now (0 without a cap: nothing
+    /// orders by it then).
+    fn next_use(&self) -> u64 {
+        if self.max_live.is_some() {
+            self.uses.fetch_add(1, Ordering::Relaxed)
+        } else {
+            0
+        }
+    }
+
     fn sweep_once(&self) {
         let now = self.tick.fetch_add(1, Ordering::Relaxed) + 1;
         let over = self.max_live.map_or(0, |max| {
@@ -1064,6 +1087,7 @@ impl<A: PersistentActor> Inner<A> {
                     actor,
                     activity,
                     seen,
+                    used,
                     stats,
                     ..
                 } = slot
@@ -1080,7 +1104,7 @@ impl<A: PersistentActor> Inner<A> {
                 {
                     actor.wake(token);
                 } else if over > 0 {
-                    oldest.push((*seen, *id));
+                    oldest.push((*used, *id));
                 }
             }
         }
