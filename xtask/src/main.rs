@@ -7,7 +7,8 @@
 //!   regenerates their `.stderr` files.
 //! - `crash --backend fs|fs-buffered|sled|postgres --iterations N`: the long SIGKILL crash loop.
 //! - `soak [--iterations N]`: the crash loop (`theta_crash run`) against every
-//!   backend, N kill points each (default 2000).
+//!   backend, N kill points each (default 2000), then `ownership_processes`
+//!   with 2000 events.
 //!
 //! The postgres suites use the server of `THETA_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`). Where none answers, `test`,
@@ -62,7 +63,8 @@ const USAGE: &str = "usage: cargo xtask <command>
   ui [--bless]                           trybuild macro tests; --bless rewrites .stderr files
   crash --backend fs|fs-buffered|sled|postgres --iterations N
                                          long SIGKILL crash-recovery loop
-  soak [--iterations N]                  crash loop against every backend (default N = 2000)
+  soak [--iterations N]                  crash loop against every backend (default N = 2000),
+                                         then 2000 ownership events on postgres
   bench [--report-only] [--suite NAME].. [-- CRITERION ARGS]
                                          suites (runtime, envelope, fs, sled, postgres),
                                          then target/bench-report.md; --report-only only
@@ -236,7 +238,8 @@ fn crash(rest: &[String]) -> Result<()> {
 
 /// `cargo xtask soak [--iterations N]`: the SIGKILL crash loop against the fs
 /// backend (durable, then buffered), the sled backend and the postgres backend,
-/// N kill points each.
+/// N kill points each; then the multi-process ownership test on postgres with
+/// 2000 events (takeovers, kills, pauses).
 fn soak(rest: &[String]) -> Result<()> {
     let mut iterations = String::from("2000");
     let mut args = rest.iter();
@@ -257,6 +260,20 @@ fn soak(rest: &[String]) -> Result<()> {
     }
     if postgres_available()? {
         theta_crash(&["run", "--backend", "postgres", "--iterations", &iterations])?;
+        // Ownership across processes: takeovers, SIGKILLs and pauses.
+        cargo(
+            &[
+                "test",
+                "-p",
+                "theta-tests",
+                "--test",
+                "ownership_processes",
+                "--",
+                "--events",
+                "2000",
+            ],
+            &[],
+        )?;
     }
     Ok(())
 }

@@ -1,33 +1,7 @@
 //! Ownership of actor ids in a store: owners, claims, epochs, and the in-process
-//! claim table that single-process backends share.
-//!
-//! # The design
-//!
-//! Every activation of a persistent actor *claims* its id in the storage
-//! ([`PersistentStorage::try_claim`](super::PersistentStorage::try_claim)) and gets
-//! a new **owner epoch**, higher than any epoch the id had before. Every snapshot
-//! it writes carries that epoch in its envelope, and the store applies one rule
-//! atomically with each write ([`envelope::check_write`](super::envelope::check_write)):
-//!
-//! - a write whose epoch is older than the id's current claim is refused with
-//!   [`Fenced`]: the writer is a stale owner (its instance was taken over while
-//!   it was paused, partitioned or slow);
-//! - a write whose (epoch, sequence) [`Stamp`] is not newer than the stored one
-//!   (or the last deleted one) is refused with
-//!   [`StaleSnapshot`](super::StaleSnapshot).
-//!
-//! So at most one instance at a time gets writes of an id acknowledged, whatever
-//! the number of processes, and the epoch is a fencing token the actor can hand
-//! to external systems too (see `PersistentContextExt::owner_epoch`).
-//!
-//! A claim is [`ClaimMode::Exclusive`] (refused with
-//! [`OwnedElsewhere`](super::OwnedElsewhere) while another live owner holds the id)
-//! or [`ClaimMode::Takeover`] (always granted; fences the previous holder). A
-//! claim ends with [`try_release`](super::PersistentStorage::try_release) when the
-//! actor stops. How a backend tells that a holder is alive is its own: the
-//! single-process backends hold claims in memory (a second process cannot open
-//! their store at all), a networked backend uses leases that a crashed process
-//! stops renewing.
+//! claim table that single-process backends share. The design, the claim modes
+//! and how to fence external effects are documented on [`ClaimMode`] (public,
+//! re-exported as `theta::persistence::ClaimMode`).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -73,7 +47,139 @@ impl fmt::Display for OwnerId {
     }
 }
 
-/// What a claim does when another live owner holds the id.
+/// What a claim does when another live owner holds the id; and how ownership
+/// of actor ids works.
+///
+/// # The design
+///
+/// Every activation of a persistent actor *claims* its id in the storage
+/// ([`PersistentStorage::try_claim`](super::PersistentStorage::try_claim)) and gets
+/// a new **owner epoch**, higher than any epoch the id had before. Every snapshot
+/// it writes carries that epoch in its envelope, and the store applies one rule
+/// atomically with each write ([`envelope::check_write`](super::envelope::check_write)):
+///
+/// - a write whose epoch is older than the id's current claim is refused with
+///   [`Fenced`](super::Fenced): the writer is a stale owner (its instance was
+///   taken over while it was paused, partitioned or slow), and the actor stops
+///   with [`ExitReason::Fenced`](crate::ExitReason::Fenced); replies waiting for
+///   that save fail, so nothing is acknowledged that is not stored;
+/// - a write whose (epoch, sequence) [`Stamp`] is not newer than the stored one
+///   (or the last deleted one) is refused with
+///   [`StaleSnapshot`](super::StaleSnapshot).
+///
+/// So at most one instance at a time gets writes of an id acknowledged, whatever
+/// the number of processes. A claim is [`Exclusive`](Self::Exclusive) (refused
+/// with [`OwnedElsewhere`] while another live owner holds the id) or
+/// [`Takeover`](Self::Takeover) (always granted; fences the previous holder). A
+/// claim ends with [`try_release`](super::PersistentStorage::try_release) when
+/// the actor stops. How a backend tells that a holder is alive is its own: the
+/// single-process backends hold claims in memory (a second process cannot open
+/// their store at all), a networked backend uses leases that a crashed process
+/// stops renewing, so its ids can be claimed again once its lease ran out.
+///
+/// # Fencing side effects
+///
+/// A stale owner only learns that it is stale at its next write, so an effect it
+/// causes before that (a row in another system, an HTTP call) is not fenced by
+/// the store. The owner epoch is a fencing token for those too: a handler reads
+/// it with [`owner_epoch`](super::PersistentContextExt::owner_epoch) and sends it
+/// with the effect, and the receiving system refuses an epoch older than the
+/// newest it has seen for the id (a conditional insert into an outbox keyed by
+/// id and epoch, an idempotency key that carries the epoch, ...).
+///
+/// ```
+/// use std::collections::HashMap;
+/// use std::sync::{LazyLock, Mutex};
+///
+/// use serde::{Deserialize, Serialize};
+/// use theta::persistence::{ClaimMode, MemoryStorage, SharedStorage, SnapshotPolicy};
+/// use theta::prelude::*;
+///
+/// /// Another system: it accepts a payment only with the newest owner epoch it
+/// /// has seen for the account (in SQL: an insert guarded by
+/// /// `epoch >= (SELECT max(epoch) FROM outbox WHERE account = $1)`).
+/// #[derive(Default)]
+/// struct Outbox {
+///     newest: HashMap<ActorId, u64>,
+///     rows: Vec<(ActorId, u64, i64)>,
+/// }
+///
+/// static OUTBOX: LazyLock<Mutex<Outbox>> = LazyLock::new(Mutex::default);
+///
+/// fn pay(account: ActorId, epoch: u64, amount: i64) -> Result<(), String> {
+///     let mut outbox = OUTBOX.lock().unwrap();
+///     let newest = outbox.newest.entry(account).or_insert(0);
+///     if epoch < *newest {
+///         return Err(format!("{account}: epoch {epoch} is stale, {newest} owns it"));
+///     }
+///     *newest = epoch;
+///     outbox.rows.push((account, epoch, amount));
+///     Ok(())
+/// }
+///
+/// #[derive(Debug, Clone, Serialize, Deserialize, ActorArgs)]
+/// struct Account {
+///     balance: i64,
+/// }
+///
+/// #[derive(Debug)]
+/// struct PayOut(i64);
+/// #[derive(Debug)]
+/// struct Deposit(i64);
+///
+/// #[actor("2f0e6c1a-7b3d-4e5f-9a8b-0c1d2e3f4a5b", snapshot)]
+/// impl Actor for Account {
+///     const _: () = {
+///         async |PayOut(amount): PayOut| -> Result<i64, String> {
+///             // The same token the store checks on this activation's saves.
+///             let epoch = ctx.owner_epoch().ok_or("the storage cannot fence")?;
+///             pay(ctx.id(), epoch, amount)?;
+///             self.balance -= amount;
+///             Ok(self.balance)
+///         };
+///         async |Deposit(amount): Deposit| -> i64 {
+///             self.balance += amount;
+///             self.balance
+///         };
+///     };
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // Save after every message; an answered ask means a stored change.
+/// let storage = SharedStorage::new(MemoryStorage::new())
+///     .with_policy(SnapshotPolicy::new().every_n_messages(1).confirm_replies());
+/// let id = ActorId::new_v4();
+/// let open = || Account { balance: 100 };
+///
+/// // Instance one of the service owns the account and pays out.
+/// let one = RootContext::default();
+/// let stale = one.respawn_or(&storage, id, || (), open).await?;
+/// assert_eq!(stale.ask(PayOut(10)).await?, Ok(90));
+///
+/// // Instance two takes the account over (failover) while instance one still
+/// // runs (paused, partitioned...), and pays out under a newer epoch.
+/// let two = RootContext::default();
+/// let failover = storage.clone().with_claim_mode(ClaimMode::Takeover);
+/// let owner = two.respawn_or(&failover, id, || (), open).await?;
+/// assert_eq!(owner.ask(PayOut(5)).await?, Ok(85));
+///
+/// // Instance one does not know yet. Its next payment is refused by the outbox,
+/// // with the same epoch its next save would be refused with by the store.
+/// let refused = stale.ask(PayOut(50)).await?;
+/// assert!(refused.unwrap_err().contains("is stale"));
+/// let rows = OUTBOX.lock().unwrap().rows.clone();
+/// assert_eq!(rows.iter().map(|r| r.2).collect::<Vec<_>>(), [10, 5]);
+/// assert!(rows[0].1 < rows[1].1, "the takeover's epoch is newer");
+///
+/// // And its next save is refused by the store: it stops, fenced, and its
+/// // ask fails instead of acknowledging a change that was not stored.
+/// assert!(stale.ask(Deposit(1)).await.is_err());
+/// assert!(matches!(stale.stopped().await, ExitReason::Fenced { .. }));
+/// assert_eq!(owner.ask(Deposit(1)).await?, 86);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum ClaimMode {
     /// Refuse with [`OwnedElsewhere`] (the default): an id runs in one place; a

@@ -666,8 +666,9 @@ pub trait PersistentContextExt<A: PersistentActor> {
     /// The owner epoch of this activation: every snapshot it writes carries it,
     /// and the storage refuses writes of older epochs. Hand it to external
     /// systems as a fencing token (an outbox row, an idempotency key) so they can
-    /// refuse a stale instance too. `None` if the actor was not activated by a
-    /// persistent spawn, or its storage cannot fence.
+    /// refuse a stale instance too ([an example](super::ClaimMode#fencing-side-effects)).
+    /// `None` if the actor was not activated by a persistent spawn, or its
+    /// storage cannot fence.
     fn owner_epoch(&self) -> Option<u64>;
 }
 
