@@ -17,9 +17,12 @@
 //! the disk just before the n-th durability-relevant call (a sync, create,
 //! `mkdir`, rename, unlink or length change): that call and every later one
 //! fail with `EIO`, and [`SimDisk::power_loss`] starts from the frozen state.
-//! [`SimDisk::fail_sync_at`] makes one sync return `EIO` instead (its unsynced
-//! changes are then never made durable by a later sync, as on Linux, where the
-//! kernel marks the pages clean).
+//! [`SimDisk::fail_sync_at`] makes one sync return `EIO` instead: the unsynced
+//! *data* of the files it syncs is then never made durable by a later sync (as
+//! on Linux, where the kernel marks the pages clean after reporting the error),
+//! while unsynced directory entries stay unsynced (metadata stays dirty in the
+//! file system's journal: a later sync may make them durable, a power loss
+//! may lose them).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -87,6 +90,8 @@ struct Inner {
     /// Syncs made (each kind counted).
     syncs: u64,
     fail_syncs: BTreeSet<u64>,
+    /// The syncs that failed, described.
+    failed: Vec<String>,
     /// Files `flock`ed.
     locks: BTreeSet<Ino>,
 }
@@ -334,15 +339,15 @@ impl State {
                 }
                 f.pending.clear();
             }
-            Some(Inode::Dir(d)) => {
-                if !lost {
-                    for op in &d.pending {
-                        apply_dir(&mut d.durable, op);
-                    }
+            Some(Inode::Dir(d)) if !lost => {
+                for op in &d.pending {
+                    apply_dir(&mut d.durable, op);
                 }
                 d.pending.clear();
             }
-            None => {}
+            // Entries are file-system metadata: a failed sync leaves them
+            // dirty (a later sync may still make them durable).
+            Some(Inode::Dir(_)) | None => {}
         }
     }
 
@@ -513,8 +518,9 @@ impl SimDisk {
     }
 
     /// Makes the `n`-th sync from now on (0: the next; a file's `fdatasync` or
-    /// `fsync`, a directory's `fsync`, or a `syncfs`) return `EIO`. Its unsynced
-    /// changes are never made durable by a later sync.
+    /// `fsync`, a directory's `fsync`, or a `syncfs`) return `EIO`. The
+    /// unsynced data of the files it syncs is never made durable by a later
+    /// sync; unsynced directory entries stay unsynced.
     pub fn fail_sync_at(&self, n: u64) {
         let mut inner = self.lock();
         let at = inner.syncs + n;
@@ -530,6 +536,12 @@ impl SimDisk {
     /// Syncs made so far (of every kind).
     pub fn syncs(&self) -> u64 {
         self.lock().syncs
+    }
+
+    /// The syncs [`SimDisk::fail_sync_at`] made fail so far, described
+    /// (`"fdatasync journal/0000000000000003.log"`), in order.
+    pub fn failed_syncs(&self) -> Vec<String> {
+        self.lock().failed.clone()
     }
 
     /// What each crash point passed so far was (`"rename snapshots/..."`), in
@@ -619,6 +631,10 @@ impl SimDisk {
         let n = inner.syncs;
         inner.syncs += 1;
         let lost = inner.fail_syncs.remove(&n);
+        if lost {
+            let described = inner.trace.last().cloned().unwrap_or_default();
+            inner.failed.push(described);
+        }
         match ino {
             Some(ino) => inner.live.sync_inode(ino, lost),
             None => {
@@ -643,21 +659,20 @@ impl SimDisk {
         })
     }
 
-    /// `mkdir -p` of `path`, syncing the parent of every directory created.
-    pub(crate) fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        let mut at = SimDir {
-            disk: self.clone(),
-            ino: ROOT,
-        };
-        for part in components(path)? {
-            match at.mkdir(part) {
-                Ok(()) => at.sync()?,
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(e),
-            }
-            at = at.open_sub(part)?;
+    /// Creates the directory at `path` unless it is one; whether it did.
+    pub(crate) fn mkdir(&self, path: &Path) -> io::Result<bool> {
+        let parent = path
+            .parent()
+            .ok_or_else(|| errno(rustix::io::Errno::EXIST))?;
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| errno(rustix::io::Errno::INVAL))?;
+        let parent = self.open_dir(parent)?;
+        match parent.kind_of(name)? {
+            Some(SimKind::Dir) => Ok(false),
+            _ => parent.mkdir(name).map(|()| true),
         }
-        Ok(())
     }
 }
 
@@ -986,7 +1001,8 @@ mod tests {
 
     fn disk_with_dir() -> (SimDisk, SimDir) {
         let disk = SimDisk::new();
-        disk.create_dir_all(Path::new("/d")).unwrap();
+        disk.mkdir(Path::new("/d")).unwrap();
+        disk.open_dir(Path::new("/")).unwrap().sync().unwrap();
         let dir = disk.open_dir(Path::new("/d")).unwrap();
         (disk, dir)
     }

@@ -377,3 +377,37 @@ fn every_crash_point_of_a_buffered_store_recovers_whole_snapshots() {
         "only {points} crash points: the workload no longer reaches the disk"
     );
 }
+
+/// Found by the failed-sync sweep (`a_failed_sync_refuses_..`): the open creates the store's missing ancestors
+/// and syncs the parent of each, but an open whose sync of a parent failed left
+/// the new directory's entry unsynced, and the next open, finding the
+/// directory, never synced it again: a power loss then took the whole store,
+/// acknowledged writes and all.
+#[test]
+fn an_open_after_a_failed_sync_of_a_new_parent_makes_the_store_path_durable() {
+    let rt = runtime();
+    let disk = SimDisk::new();
+    disk.fail_sync_at(0);
+    let refused = open(&disk, Durability::PowerLoss).unwrap_err();
+    assert!(
+        matches!(&refused, FsError::Io { source, .. } if source.raw_os_error() == Some(5)),
+        "{refused}"
+    );
+    assert_eq!(disk.failed_syncs(), vec!["fsync /".to_owned()]);
+    let storage = open(&disk, Durability::PowerLoss).unwrap();
+    let bytes = Seal::new(actor_type())
+        .actor_id(id(0))
+        .sequence(1)
+        .seal(b"kept");
+    rt.block_on(storage.try_write(id(0), bytes.clone()))
+        .unwrap();
+    let image = disk.power_loss(Loss::Dropped);
+    let (_recovered, found) = check(
+        &rt,
+        &image,
+        Durability::PowerLoss,
+        &|i, state| state.as_ref() == (i == 0).then_some(&bytes),
+        "power lost after an open that followed a failed one",
+    );
+    assert_eq!(found[0].as_ref(), Some(&bytes));
+}
