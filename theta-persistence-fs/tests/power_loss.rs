@@ -378,6 +378,220 @@ fn every_crash_point_of_a_buffered_store_recovers_whole_snapshots() {
     );
 }
 
+/// Whether `error` is the `EIO` of a failed sync, or the poisoning it caused.
+fn is_sync_failure(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .any(|cause| match cause.downcast_ref::<FsError>() {
+            Some(FsError::Io { source, .. }) => source.raw_os_error() == Some(5),
+            Some(FsError::Poisoned { .. }) => true,
+            _ => false,
+        })
+}
+
+fn is_poisoned_error(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<FsError>(),
+            Some(FsError::Poisoned { .. })
+        )
+    })
+}
+
+/// Opens the store on `disk`; an open whose sync failed must say so (an `EIO`
+/// error), and the next open (the sync succeeds again) must work.
+fn open_after_eio(disk: &SimDisk) -> FsStorage {
+    match open(disk, Durability::PowerLoss) {
+        Ok(storage) => storage,
+        Err(e) => {
+            assert!(
+                matches!(&e, FsError::Io { source, .. } if source.raw_os_error() == Some(5)),
+                "an open failed with {e}, not with the failed sync ({:?})",
+                disk.failed_syncs()
+            );
+            open(disk, Durability::PowerLoss).unwrap_or_else(|e| panic!("reopening: {e}"))
+        }
+    }
+}
+
+/// What a run with one failed sync showed.
+#[derive(Debug, Default)]
+struct Eio {
+    model: Model,
+    /// A write or delete was refused with the sync's own `EIO`.
+    refused_with_eio: bool,
+    /// The store was found poisoned after the failure.
+    poisoned: bool,
+}
+
+/// Runs the script on `disk` (one sync of which fails) up to the failure, then
+/// checks the store is poisoned: a new write is refused with
+/// `FsError::Poisoned`.
+fn run_eio(rt: &tokio::runtime::Runtime, disk: &SimDisk) -> Eio {
+    rt.block_on(async {
+        let mut out = Eio {
+            model: Model::new(),
+            ..Eio::default()
+        };
+        let mut sequence = [0u64; IDS];
+        let mut storage = open_after_eio(disk);
+        storage.settle().await.unwrap();
+        // Failed syncs before this store was open (one of an open).
+        let mut before = disk.failed_syncs().len();
+        for op in script() {
+            if disk.failed_syncs().len() > before {
+                break;
+            }
+            let (i, state, result) = match op {
+                Op::Write(i, size) => {
+                    sequence[i] += 1;
+                    let bytes = Seal::new(actor_type())
+                        .actor_id(id(i))
+                        .sequence(sequence[i])
+                        .seal(&vec![i as u8; size]);
+                    let result = storage.try_write(id(i), bytes.clone()).await;
+                    (i, Some(bytes), result)
+                }
+                Op::Delete(i) => (i, None, storage.try_delete(id(i)).await),
+                Op::Reopen => {
+                    if let Err(e) = storage.try_close().await {
+                        assert!(is_sync_failure(&e), "close failed with {e:#}");
+                        assert!(
+                            storage.is_poisoned(),
+                            "a failed sync at the close did not poison"
+                        );
+                        out.poisoned = true;
+                    }
+                    drop(storage);
+                    storage = open_after_eio(disk);
+                    storage.settle().await.unwrap();
+                    before = disk.failed_syncs().len();
+                    continue;
+                }
+            };
+            match result {
+                Ok(()) => out.model.acked[i] = state,
+                Err(e) => {
+                    let failed = disk.failed_syncs();
+                    assert_eq!(
+                        failed.len(),
+                        1,
+                        "an operation failed with {e:#} though no sync failed"
+                    );
+                    assert!(
+                        is_sync_failure(&e),
+                        "refused with {e:#}, not the failed sync"
+                    );
+                    out.refused_with_eio |= !is_poisoned_error(&e);
+                    out.model.in_flight = Some((i, state));
+                    break;
+                }
+            }
+            storage.settle().await.unwrap();
+        }
+        if disk.failed_syncs().len() > before && !storage.is_closed() {
+            assert!(
+                storage.is_poisoned(),
+                "a sync failed ({:?}) and the store is not poisoned",
+                disk.failed_syncs()
+            );
+            out.poisoned = true;
+            // Refused until reopened; never reaches the journal.
+            let late = Seal::new(actor_type())
+                .actor_id(id(3))
+                .sequence(1000)
+                .seal(b"late");
+            let refused = storage.try_write(id(3), late).await.unwrap_err();
+            assert!(
+                is_poisoned_error(&refused),
+                "a write after the failed sync: {refused:#}"
+            );
+            let refused = storage.try_delete(id(1)).await.unwrap_err();
+            assert!(
+                is_poisoned_error(&refused),
+                "a delete after the failed sync: {refused:#}"
+            );
+        }
+        drop(storage);
+        out
+    })
+}
+
+#[test]
+fn a_failed_sync_refuses_its_write_poisons_the_store_and_loses_nothing_acknowledged() {
+    let rt = runtime();
+    let dry = SimDisk::new();
+    run(&rt, &dry, Durability::PowerLoss, Pace::Serial);
+    let syncs = dry.syncs();
+    let (mut refused, mut poisoned, mut journal_syncs) = (0, 0, 0);
+    for n in 0..syncs {
+        let disk = SimDisk::new();
+        disk.fail_sync_at(n);
+        let eio = run_eio(&rt, &disk);
+        let failed = disk.failed_syncs();
+        assert_eq!(
+            failed.len(),
+            1,
+            "sync {n} was not reached again: the run changed"
+        );
+        refused += u64::from(eio.refused_with_eio);
+        poisoned += u64::from(eio.poisoned);
+        journal_syncs +=
+            u64::from(failed[0].starts_with("fdatasync") && failed[0].ends_with(".log"));
+        let model = &eio.model;
+        let strict = |i: usize, state: &Option<Vec<u8>>| model.allowed(i).contains(state);
+        // The same disk, reopened (a process restart: what the failed sync did
+        // not write is still in the page cache), and after power losses (it is
+        // gone).
+        let what = format!("sync {n} ({}) failed", failed[0]);
+        recover_and_check(
+            &rt,
+            &disk,
+            Durability::PowerLoss,
+            &strict,
+            &format!("{what}, reopened"),
+            n,
+        );
+        for loss in [
+            Loss::Dropped,
+            Loss::Torn { seed: n },
+            Loss::Reordered { seed: n },
+        ] {
+            let image = disk.power_loss(loss);
+            recover_and_check(
+                &rt,
+                &image,
+                Durability::PowerLoss,
+                &strict,
+                &format!("{what}, {loss:?}"),
+                n,
+            );
+        }
+        // Reopened, the store takes writes again.
+        let storage = open(&disk, Durability::PowerLoss).unwrap();
+        assert!(!storage.is_poisoned());
+        let bytes = Seal::new(actor_type())
+            .actor_id(id(0))
+            .sequence(5000)
+            .seal(b"after");
+        rt.block_on(async {
+            storage.try_write(id(0), bytes.clone()).await.unwrap();
+            assert_eq!(storage.try_read(id(0)).await.unwrap(), bytes);
+        });
+    }
+    println!(
+        "EIO: {syncs} syncs failed in turn ({journal_syncs} of journal segments); {refused} writes refused with the EIO, {poisoned} runs poisoned"
+    );
+    assert!(
+        syncs >= 60,
+        "only {syncs} syncs: the workload no longer reaches the disk"
+    );
+    assert!(
+        refused >= 10,
+        "only {refused} writes were refused with their sync's EIO"
+    );
+}
+
 /// Found by the failed-sync sweep (`a_failed_sync_refuses_..`): the open creates the store's missing ancestors
 /// and syncs the parent of each, but an open whose sync of a parent failed left
 /// the new directory's entry unsynced, and the next open, finding the
