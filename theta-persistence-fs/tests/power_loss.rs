@@ -422,11 +422,39 @@ struct Eio {
     refused_with_eio: bool,
     /// The store was found poisoned after the failure.
     poisoned: bool,
+    /// Power lost at the end of the script, the store open (after the reopen
+    /// that followed the failure).
+    at_end: Vec<SimDisk>,
+    /// Power lost right after the first write or delete acknowledged after
+    /// the failure, and what was acknowledged then.
+    early: Option<(SimDisk, Model)>,
 }
 
-/// Runs the script on `disk` (one sync of which fails) up to the failure, then
-/// checks the store is poisoned: a new write is refused with
-/// `FsError::Poisoned`.
+/// One write or delete of the script: `None` for a reopen.
+async fn step(
+    storage: &FsStorage,
+    op: Op,
+    sequence: &mut [u64; IDS],
+) -> Option<(usize, Option<Vec<u8>>, anyhow::Result<()>)> {
+    match op {
+        Op::Write(i, size) => {
+            sequence[i] += 1;
+            let bytes = Seal::new(actor_type())
+                .actor_id(id(i))
+                .sequence(sequence[i])
+                .seal(&vec![i as u8; size]);
+            let result = storage.try_write(id(i), bytes.clone()).await;
+            Some((i, Some(bytes), result))
+        }
+        Op::Delete(i) => Some((i, None, storage.try_delete(id(i)).await)),
+        Op::Reopen => None,
+    }
+}
+
+/// Runs the script on `disk` (one sync of which fails) up to the failure,
+/// checks the store is poisoned (a new write and a delete are refused with
+/// `FsError::Poisoned`), reopens it and runs the rest of the script, and takes
+/// power-loss images at its end, the store still open.
 fn run_eio(rt: &tokio::runtime::Runtime, disk: &SimDisk) -> Eio {
     rt.block_on(async {
         let mut out = Eio {
@@ -438,40 +466,64 @@ fn run_eio(rt: &tokio::runtime::Runtime, disk: &SimDisk) -> Eio {
         storage.settle().await.unwrap();
         // Failed syncs before this store was open (one of an open).
         let mut before = disk.failed_syncs().len();
+        let mut reopened = false;
         for op in script() {
-            if disk.failed_syncs().len() > before {
-                break;
+            if !reopened && disk.failed_syncs().len() > before {
+                assert!(
+                    storage.is_poisoned(),
+                    "a sync failed ({:?}) and the store is not poisoned",
+                    disk.failed_syncs()
+                );
+                out.poisoned = true;
+                // Refused until reopened; never reaches the journal.
+                let late = Seal::new(actor_type())
+                    .actor_id(id(3))
+                    .sequence(1000)
+                    .seal(b"late");
+                let refused = storage.try_write(id(3), late).await.unwrap_err();
+                assert!(
+                    is_poisoned_error(&refused),
+                    "a write after the failed sync: {refused:#}"
+                );
+                let refused = storage.try_delete(id(1)).await.unwrap_err();
+                assert!(
+                    is_poisoned_error(&refused),
+                    "a delete after the failed sync: {refused:#}"
+                );
+                drop(storage);
+                storage = open_after_eio(disk);
+                assert!(!storage.is_poisoned());
+                storage.settle().await.unwrap();
+                reopened = true;
             }
-            let (i, state, result) = match op {
-                Op::Write(i, size) => {
-                    sequence[i] += 1;
-                    let bytes = Seal::new(actor_type())
-                        .actor_id(id(i))
-                        .sequence(sequence[i])
-                        .seal(&vec![i as u8; size]);
-                    let result = storage.try_write(id(i), bytes.clone()).await;
-                    (i, Some(bytes), result)
+            let Some((i, state, result)) = step(&storage, op, &mut sequence).await else {
+                if let Err(e) = storage.try_close().await {
+                    assert!(is_sync_failure(&e), "close failed with {e:#}");
+                    assert!(
+                        storage.is_poisoned(),
+                        "a failed sync at the close did not poison"
+                    );
+                    out.poisoned = true;
                 }
-                Op::Delete(i) => (i, None, storage.try_delete(id(i)).await),
-                Op::Reopen => {
-                    if let Err(e) = storage.try_close().await {
-                        assert!(is_sync_failure(&e), "close failed with {e:#}");
-                        assert!(
-                            storage.is_poisoned(),
-                            "a failed sync at the close did not poison"
-                        );
-                        out.poisoned = true;
-                    }
-                    drop(storage);
-                    storage = open_after_eio(disk);
-                    storage.settle().await.unwrap();
-                    before = disk.failed_syncs().len();
-                    continue;
-                }
+                drop(storage);
+                storage = open_after_eio(disk);
+                storage.settle().await.unwrap();
+                before = disk.failed_syncs().len();
+                continue;
             };
             match result {
-                Ok(()) => out.model.acked[i] = state,
+                Ok(()) => {
+                    out.model.acked[i] = state;
+                    // Acknowledged after it: what was in flight is older.
+                    if out.model.in_flight.as_ref().is_some_and(|(j, _)| *j == i) {
+                        out.model.in_flight = None;
+                    }
+                    if out.early.is_none() && !disk.failed_syncs().is_empty() {
+                        out.early = Some((disk.power_loss(Loss::Dropped), out.model.clone()));
+                    }
+                }
                 Err(e) => {
+                    assert!(!reopened, "a write after the reopen failed: {e:#}");
                     let failed = disk.failed_syncs();
                     assert_eq!(
                         failed.len(),
@@ -484,34 +536,14 @@ fn run_eio(rt: &tokio::runtime::Runtime, disk: &SimDisk) -> Eio {
                     );
                     out.refused_with_eio |= !is_poisoned_error(&e);
                     out.model.in_flight = Some((i, state));
-                    break;
                 }
             }
             storage.settle().await.unwrap();
         }
-        if disk.failed_syncs().len() > before && !storage.is_closed() {
-            assert!(
-                storage.is_poisoned(),
-                "a sync failed ({:?}) and the store is not poisoned",
-                disk.failed_syncs()
-            );
-            out.poisoned = true;
-            // Refused until reopened; never reaches the journal.
-            let late = Seal::new(actor_type())
-                .actor_id(id(3))
-                .sequence(1000)
-                .seal(b"late");
-            let refused = storage.try_write(id(3), late).await.unwrap_err();
-            assert!(
-                is_poisoned_error(&refused),
-                "a write after the failed sync: {refused:#}"
-            );
-            let refused = storage.try_delete(id(1)).await.unwrap_err();
-            assert!(
-                is_poisoned_error(&refused),
-                "a delete after the failed sync: {refused:#}"
-            );
-        }
+        out.at_end = vec![
+            disk.power_loss(Loss::Dropped),
+            disk.power_loss(Loss::Torn { seed: 7 }),
+        ];
         drop(storage);
         out
     })
@@ -540,44 +572,50 @@ fn a_failed_sync_refuses_its_write_poisons_the_store_and_loses_nothing_acknowled
             u64::from(failed[0].starts_with("fdatasync") && failed[0].ends_with(".log"));
         let model = &eio.model;
         let strict = |i: usize, state: &Option<Vec<u8>>| model.allowed(i).contains(state);
-        // The same disk, reopened (a process restart: what the failed sync did
-        // not write is still in the page cache), and after power losses (it is
-        // gone).
         let what = format!("sync {n} ({}) failed", failed[0]);
+        // Power lost at the end, the reopened store still open.
+        for (image, loss) in eio.at_end.iter().zip(["Dropped", "Torn"]) {
+            recover_and_check(
+                &rt,
+                image,
+                Durability::PowerLoss,
+                &strict,
+                &format!("{what}, reopened, the script finished, power lost ({loss})"),
+                n,
+            );
+        }
+        if let Some((image, early)) = &eio.early {
+            let strict = |i: usize, state: &Option<Vec<u8>>| early.allowed(i).contains(state);
+            recover_and_check(
+                &rt,
+                image,
+                Durability::PowerLoss,
+                &strict,
+                &format!("{what}, power lost after the next acknowledged write"),
+                n,
+            );
+        }
+        // The same disk after the close, reopened (a process restart) and
+        // after power losses.
         recover_and_check(
             &rt,
             &disk,
             Durability::PowerLoss,
             &strict,
-            &format!("{what}, reopened"),
+            &format!("{what}, closed, reopened"),
             n,
         );
-        for loss in [
-            Loss::Dropped,
-            Loss::Torn { seed: n },
-            Loss::Reordered { seed: n },
-        ] {
+        for loss in [Loss::Dropped, Loss::Reordered { seed: n }] {
             let image = disk.power_loss(loss);
             recover_and_check(
                 &rt,
                 &image,
                 Durability::PowerLoss,
                 &strict,
-                &format!("{what}, {loss:?}"),
+                &format!("{what}, closed, {loss:?}"),
                 n,
             );
         }
-        // Reopened, the store takes writes again.
-        let storage = open(&disk, Durability::PowerLoss).unwrap();
-        assert!(!storage.is_poisoned());
-        let bytes = Seal::new(actor_type())
-            .actor_id(id(0))
-            .sequence(5000)
-            .seal(b"after");
-        rt.block_on(async {
-            storage.try_write(id(0), bytes.clone()).await.unwrap();
-            assert_eq!(storage.try_read(id(0)).await.unwrap(), bytes);
-        });
     }
     println!(
         "EIO: {syncs} syncs failed in turn ({journal_syncs} of journal segments); {refused} writes refused with the EIO, {poisoned} runs poisoned"
@@ -589,6 +627,10 @@ fn a_failed_sync_refuses_its_write_poisons_the_store_and_loses_nothing_acknowled
     assert!(
         refused >= 10,
         "only {refused} writes were refused with their sync's EIO"
+    );
+    assert!(
+        poisoned >= refused,
+        "{poisoned} runs poisoned, fewer than refused writes"
     );
 }
 
