@@ -109,7 +109,7 @@
 //!
 //! `failpoints` adds `FsStorage::fail_next` and `FsStorageBuilder::fail_next`
 //! to make a step of a write, a checkpoint or a rotation fail or abort the
-//! process. `sim` adds [`sim::SimDisk`], a simulated disk that loses power
+//! process. `sim` adds `sim::SimDisk`, a simulated disk that loses power
 //! (unsynced writes dropped, torn or reordered) and fails syncs, with
 //! `FsStorageBuilder::sim_disk` to open a store on it and
 //! `FsStorage::settle`. Never enable them in production.
