@@ -49,18 +49,19 @@ pub(crate) enum Disk {
 
 impl Disk {
     /// Creates the directory at `path` and its missing ancestors, 0700, and
-    /// syncs the parent of every directory on the path, so that the entries are
-    /// durable.
+    /// syncs the parent of every directory it created (`every`: of every
+    /// directory on the path), so that their entries are durable.
     ///
-    /// The parent of *every* directory on the path is synced, not only of those
-    /// this call creates: an earlier open may have created one and failed to
-    /// sync its parent (`EIO`), leaving its entry unsynced, and a power loss
-    /// would then take the store with it, acknowledged writes and all (found by
-    /// the power-loss simulator: `tests/power_loss.rs`). A directory this call
-    /// did not create whose parent cannot be opened (no read permission) was
-    /// not created by a store (it makes them 0700, its own) and is skipped; a
-    /// failed sync is reported.
-    pub(crate) fn create_dir_all_durable(&self, path: &Path) -> Result<(), FsError> {
+    /// `every` is for a store not marked yet (no `FORMAT`): an earlier open
+    /// may have created a directory on the path and failed to sync its parent
+    /// (`EIO`), leaving its entry unsynced, and a power loss would then take
+    /// the store with it, acknowledged writes and all (found by the power-loss
+    /// simulator: `tests/power_loss.rs`). Such an open never wrote `FORMAT`, so
+    /// a marked store needs no more than the directories created now. With
+    /// `every`, a directory this call did not create whose parent cannot be
+    /// opened (no read permission) was not created by a store (it makes them
+    /// 0700, its own) and is skipped; a failed sync is reported.
+    pub(crate) fn create_dir_all_durable(&self, path: &Path, every: bool) -> Result<(), FsError> {
         let absolute = match self {
             Disk::Os => {
                 std::path::absolute(path).map_err(|e| FsError::io("creating directory", path, e))?
@@ -77,6 +78,9 @@ impl Disk {
             let created = self
                 .mkdir(dir)
                 .map_err(|e| FsError::io("creating directory", dir, e))?;
+            if !created && !every {
+                continue;
+            }
             match Dir::open(self, parent) {
                 Ok(parent) => parent.sync()?,
                 Err(_) if !created => {}

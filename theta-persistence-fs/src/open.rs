@@ -51,12 +51,15 @@ pub(crate) fn open(options: Options<'_>) -> Result<(Arc<Shared>, Committer), FsE
     }
     // 2. The directory, and a first look at it before anything is written
     //    into it: a foreign directory is refused untouched.
-    disk.create_dir_all_durable(dir)?;
+    disk.create_dir_all_durable(dir, false)?;
     let root = Dir::open(&disk, dir)?;
-    if layout::read_format(&root)? == Format::Absent
-        && let Unmarked::Foreign(found) = layout::classify_unmarked(&root)?
-    {
-        return Err(not_a_store(&root, found));
+    if layout::read_format(&root)? == Format::Absent {
+        if let Unmarked::Foreign(found) = layout::classify_unmarked(&root)? {
+            return Err(not_a_store(&root, found));
+        }
+        // Not marked yet: an earlier open may have created the path and
+        // failed before its entries were durable (see the function).
+        disk.create_dir_all_durable(dir, true)?;
     }
     // 3. The lock: one open store per directory.
     let lock = root.lock(layout::LOCK_FILE)?;
