@@ -24,8 +24,18 @@
 //! open (after its recovery checkpoint), and a clean close and reopen, must
 //! show the same snapshots.
 //!
+//! Three sweeps do this: durable and serial (the test waits for every
+//! background checkpoint, so each run reaches the disk in the same order),
+//! durable with checkpoints overlapping the writes (the order varies with
+//! scheduling), and buffered (`ProcessKill`: a power loss may lose
+//! acknowledged writes, but every id reads as a version written, whole).
+//! Further: a power loss *during* the recovery, at each of its crash points;
+//! `EIO` at each sync of the workload in turn (the poisoning path); and the
+//! regression test of the one bug the sweeps found.
+//!
 //! `THETA_POWER_SEEDS=N` draws N torn and N reordered disks per crash point
-//! (default 2; `cargo xtask soak` runs more).
+//! (default 2) and, above 2, crashes the recovery after every crash point of
+//! the workload, not every sixth (`cargo xtask soak` sets 16).
 
 use std::collections::BTreeSet;
 
@@ -366,7 +376,7 @@ fn crash_points_with_checkpoints_overlapping_writes() {
         "power loss (durable, overlapping): about {points} crash points, {checked} post-crash disks recovered"
     );
     assert!(
-        points >= 100,
+        points >= 60,
         "only {points} crash points: the workload no longer reaches the disk"
     );
 }
