@@ -62,6 +62,10 @@ impl Disk {
     /// opened (no read permission) was not created by a store (it makes them
     /// 0700, its own) and is skipped; a failed sync is reported.
     pub(crate) fn create_dir_all_durable(&self, path: &Path, every: bool) -> Result<(), FsError> {
+        if !every && self.is_dir(path) {
+            // Nothing to create (the common case: one `stat`, as before).
+            return Ok(());
+        }
         let absolute = match self {
             Disk::Os => {
                 std::path::absolute(path).map_err(|e| FsError::io("creating directory", path, e))?
@@ -88,6 +92,15 @@ impl Disk {
             }
         }
         Ok(())
+    }
+
+    /// Whether `path` is a directory.
+    fn is_dir(&self, path: &Path) -> bool {
+        match self {
+            Disk::Os => path.is_dir(),
+            #[cfg(feature = "sim")]
+            Disk::Sim(disk) => disk.open_dir(path).is_ok(),
+        }
     }
 
     /// Creates the directory `dir` (0700) unless it is one; whether it did.
