@@ -7,7 +7,6 @@
 //! batch are described in `ARCHITECTURE.md` ("The write path").
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::thread::JoinHandle;
@@ -18,6 +17,7 @@ use theta::persistence::{ClaimMode, Durability, OwnerId};
 use tokio::sync::oneshot;
 
 use crate::checkpoint::{self, Checkpointer, Request};
+use crate::dir::Lock;
 use crate::error::FsError;
 use crate::failpoint::Step;
 use crate::journal::{self, AppendError, Segment};
@@ -60,6 +60,13 @@ pub(crate) enum Job {
     Close {
         reply: checkpoint::Reply,
     },
+    /// Answered once every job queued before it is handled, the rotation
+    /// after them included, and no checkpoint runs (test-only, feature `sim`:
+    /// `FsStorage::settle`).
+    #[cfg(feature = "sim")]
+    Barrier {
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// A write or delete of a batch that passed its checks, waiting for the append.
@@ -101,9 +108,12 @@ pub(crate) struct Committer {
     retry_rotation_at: Option<u64>,
     buf: Vec<u8>,
     /// Holds the directory's `flock`; dropped (unlocking) at the close.
-    lock: Option<File>,
+    lock: Option<Lock>,
     checkpoints: Option<mpsc::Sender<Request>>,
     checkpointer: Option<JoinHandle<()>>,
+    /// Barriers of the batch being handled (feature `sim`).
+    #[cfg(feature = "sim")]
+    barriers: Vec<oneshot::Sender<()>>,
 }
 
 impl Committer {
@@ -115,7 +125,7 @@ impl Committer {
         durability: Durability,
         journal_limit: u64,
         segment: Segment,
-        lock: File,
+        lock: Lock,
         replayed: Option<u64>,
     ) -> Result<Self, FsError> {
         let (tx, rx) = mpsc::channel();
@@ -136,6 +146,8 @@ impl Committer {
             lock: Some(lock),
             checkpoints: Some(tx),
             checkpointer: Some(handle),
+            #[cfg(feature = "sim")]
+            barriers: Vec::new(),
         };
         journal::start_batch(&mut committer.buf);
         if let Some(through) = replayed {
@@ -162,6 +174,11 @@ impl Committer {
             }
             let requests = self.commit(&mut batch);
             self.maybe_checkpoint(requests);
+            #[cfg(feature = "sim")]
+            for barrier in std::mem::take(&mut self.barriers) {
+                self.shared.wait_checkpoint_idle();
+                let _ = barrier.send(());
+            }
         }
         if let Err(e) = self.close() {
             tracing::warn!(
@@ -206,6 +223,12 @@ impl Committer {
                     let _ = reply.send(self.claim(id, owner, mode));
                 }
                 Job::Checkpoint { reply } => requests.push(reply),
+                #[cfg(feature = "sim")]
+                Job::Barrier { reply } => {
+                    self.append(&mut accepted);
+                    seen.clear();
+                    self.barriers.push(reply);
+                }
                 Job::Close { reply } => {
                     self.append(&mut accepted);
                     seen.clear();

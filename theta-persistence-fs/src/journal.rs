@@ -57,14 +57,12 @@
 //! exactly like a journal that ended there.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use theta::ActorId;
 
-use crate::dir::{Dir, Kind};
+use crate::dir::{Dir, Kind, StoreFile};
 use crate::error::{Failure, FsError};
 use crate::layout::{self, SEGMENT_HEADER_MAX, START_FILE};
 
@@ -219,7 +217,7 @@ pub(crate) struct Segment {
     number: u64,
     salt: u64,
     path: PathBuf,
-    file: File,
+    file: StoreFile,
     /// Bytes known to be whole batches (or the header).
     len: u64,
 }
@@ -351,7 +349,7 @@ impl Segment {
     /// Whether the segment file still has a name. A sync of a file that was
     /// unlinked (its directory removed) succeeds, and makes nothing durable.
     pub(crate) fn is_linked(&self) -> io::Result<bool> {
-        Ok(self.file.metadata()?.nlink() > 0)
+        Ok(self.file.nlink()? > 0)
     }
 }
 
@@ -624,7 +622,7 @@ pub(crate) fn cut_torn_tail(journal: &Dir, tail: &Tail) -> Result<(), Failure> {
 struct SegmentReader {
     path: PathBuf,
     number: u64,
-    file: File,
+    file: StoreFile,
     len: u64,
     newest: bool,
 }
@@ -641,9 +639,8 @@ impl SegmentReader {
             .open_read(name)
             .map_err(|e| FsError::io("opening journal segment", &path, e))?;
         let len = file
-            .metadata()
-            .map_err(|e| FsError::io("inspecting journal segment", &path, e))?
-            .len();
+            .len()
+            .map_err(|e| FsError::io("inspecting journal segment", &path, e))?;
         Ok(Self {
             path,
             number,
@@ -848,7 +845,7 @@ mod tests {
     impl Journal {
         fn new() -> Self {
             let temp = tempfile::tempdir().unwrap();
-            let dir = Dir::open(temp.path()).unwrap();
+            let dir = Dir::open(&crate::dir::Disk::Os, temp.path()).unwrap();
             Self { _temp: temp, dir }
         }
 

@@ -140,8 +140,8 @@ pub(crate) fn classify_unmarked(root: &Dir) -> Result<Unmarked, FsError> {
                         parse_segment_name(name).is_some()
                             && journal
                                 .open_read(name)
-                                .and_then(|f| f.metadata())
-                                .is_ok_and(|m| m.len() <= SEGMENT_HEADER_MAX)
+                                .and_then(|f| f.len())
+                                .is_ok_and(|len| len <= SEGMENT_HEADER_MAX)
                     };
                     match name {
                         Some(name)

@@ -109,7 +109,10 @@
 //!
 //! `failpoints` adds `FsStorage::fail_next` and `FsStorageBuilder::fail_next`
 //! to make a step of a write, a checkpoint or a rotation fail or abort the
-//! process. Never enable it in production.
+//! process. `sim` adds `sim::SimDisk`, a simulated disk that loses power
+//! (unsynced writes dropped, torn or reordered) and fails syncs, with
+//! `FsStorageBuilder::sim_disk` to open a store on it and
+//! `FsStorage::settle`. Never enable them in production.
 #![warn(missing_docs)]
 
 mod checkpoint;
@@ -122,6 +125,8 @@ mod journal;
 mod layout;
 mod open;
 mod pending;
+#[cfg(feature = "sim")]
+pub mod sim;
 mod snapshot_files;
 mod state;
 
@@ -160,6 +165,7 @@ pub struct FsStorageBuilder {
     durability: Durability,
     journal_limit: u64,
     failpoints: failpoint::Failpoints,
+    disk: dir::Disk,
 }
 
 impl FsStorageBuilder {
@@ -191,6 +197,14 @@ impl FsStorageBuilder {
         self
     }
 
+    /// Opens the store on the simulated disk `disk` instead of the real one;
+    /// the store's path is a path on that disk. Test-only (feature `sim`).
+    #[cfg(feature = "sim")]
+    pub fn sim_disk(mut self, disk: sim::SimDisk) -> Self {
+        self.disk = dir::Disk::Sim(disk);
+        self
+    }
+
     /// Opens the store; see [`FsStorage::open`].
     pub fn open(self) -> Result<FsStorage, FsError> {
         let (shared, committer) = open::open(open::Options {
@@ -198,6 +212,7 @@ impl FsStorageBuilder {
             durability: self.durability,
             journal_limit: self.journal_limit,
             failpoints: self.failpoints,
+            disk: self.disk,
         })?;
         let (tx, rx) = mpsc::channel();
         let handle = std::thread::Builder::new()
@@ -291,6 +306,7 @@ impl FsStorage {
             durability: Durability::PowerLoss,
             journal_limit: DEFAULT_JOURNAL_LIMIT,
             failpoints: Default::default(),
+            disk: dir::Disk::Os,
         }
     }
 
@@ -328,6 +344,17 @@ impl FsStorage {
     #[cfg(feature = "failpoints")]
     pub fn clear_failpoints(&self) {
         self.inner.shared.failpoints.clear();
+    }
+
+    /// Waits until the store has handled everything asked of it before (the
+    /// rotation after a write included) and no checkpoint runs (one started by
+    /// a rotation or an open runs in the background): a test's workload then
+    /// reaches the disk in one order, run after run. Test-only (feature `sim`).
+    #[cfg(feature = "sim")]
+    pub async fn settle(&self) -> Result<(), FsError> {
+        let (reply, done) = oneshot::channel();
+        self.send(Job::Barrier { reply })?;
+        done.await.map_err(|_| self.stopped())
     }
 
     /// Writes every snapshot acknowledged so far to its file, syncs the files,

@@ -3,7 +3,6 @@
 //! holds is served from memory and checkpointed in the background, so a store
 //! opens on a nearly full disk.
 
-use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -11,7 +10,7 @@ use theta::persistence::envelope::Header;
 use theta::persistence::{ClaimTable, Durability, UnsupportedDurability};
 
 use crate::committer::Committer;
-use crate::dir::{self, Dir};
+use crate::dir::{self, Dir, Disk};
 use crate::error::FsError;
 use crate::failpoint::Failpoints;
 use crate::journal::{self, Link, Replayed, Rules, Segment};
@@ -29,6 +28,7 @@ pub(crate) struct Options<'a> {
     pub(crate) durability: Durability,
     pub(crate) journal_limit: u64,
     pub(crate) failpoints: Failpoints,
+    pub(crate) disk: Disk,
 }
 
 /// Opens (or creates) the store; returns its shared state and its committer,
@@ -39,6 +39,7 @@ pub(crate) fn open(options: Options<'_>) -> Result<(Arc<Shared>, Committer), FsE
         durability,
         journal_limit,
         failpoints,
+        disk,
     } = options;
     // 1. Refuse what this store cannot promise.
     if !OFFERED.contains(&durability) {
@@ -50,15 +51,18 @@ pub(crate) fn open(options: Options<'_>) -> Result<(Arc<Shared>, Committer), FsE
     }
     // 2. The directory, and a first look at it before anything is written
     //    into it: a foreign directory is refused untouched.
-    dir::create_dir_all_durable(dir)?;
-    let root = Dir::open(dir)?;
-    if layout::read_format(&root)? == Format::Absent
-        && let Unmarked::Foreign(found) = layout::classify_unmarked(&root)?
-    {
-        return Err(not_a_store(&root, found));
+    disk.create_dir_all_durable(dir, false)?;
+    let root = Dir::open(&disk, dir)?;
+    if layout::read_format(&root)? == Format::Absent {
+        if let Unmarked::Foreign(found) = layout::classify_unmarked(&root)? {
+            return Err(not_a_store(&root, found));
+        }
+        // Not marked yet: an earlier open may have created the path and
+        // failed before its entries were durable (see the function).
+        disk.create_dir_all_durable(dir, true)?;
     }
     // 3. The lock: one open store per directory.
-    let lock = lock(&root)?;
+    let lock = root.lock(layout::LOCK_FILE)?;
     // 4. The layout, looked at again under the lock.
     let format = layout::read_format(&root)?;
     let mut leftovers = Vec::new();
@@ -176,25 +180,6 @@ fn not_a_store(root: &Dir, found: String) -> FsError {
     FsError::NotAStore {
         path: root.path().to_path_buf(),
         found,
-    }
-}
-
-/// Takes the store's `flock`. It belongs to the open file description, so a
-/// second open of the same directory in this process conflicts too.
-fn lock(root: &Dir) -> Result<std::fs::File, FsError> {
-    let lock = root
-        .create_or_open(layout::LOCK_FILE)
-        .map_err(|e| FsError::io("opening lock file", root.join(layout::LOCK_FILE), e))?;
-    match rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => Ok(lock),
-        Err(rustix::io::Errno::WOULDBLOCK) => Err(FsError::Locked {
-            path: root.path().to_path_buf(),
-        }),
-        Err(e) => Err(FsError::io(
-            "locking",
-            root.join(layout::LOCK_FILE),
-            io::Error::from(e),
-        )),
     }
 }
 

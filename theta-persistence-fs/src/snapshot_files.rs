@@ -8,9 +8,7 @@
 //! system may persist a rename before the data), but its write is then still in
 //! the journal, which the next open replays.
 
-use std::fs::File;
-use std::io::{self, Read, Write};
-use std::os::unix::fs::FileExt;
+use std::io::{self, Read};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use theta::ActorId;
 use theta::persistence::envelope::{self, EnvelopeError, HEADER_LEN, Header, Stamp};
 
-use crate::dir::{Dir, Kind};
+use crate::dir::{Dir, Kind, StoreFile};
 use crate::error::FsError;
 use crate::failpoint::{Failpoints, Step};
 use crate::layout;
@@ -44,7 +42,7 @@ pub(crate) struct SnapshotFiles {
 /// A snapshot file opened for reading.
 #[derive(Debug)]
 pub(crate) struct Opened {
-    file: File,
+    file: StoreFile,
     len: u64,
     path: PathBuf,
 }
@@ -108,9 +106,8 @@ impl SnapshotFiles {
             Err(e) => return Err(FsError::io("opening", self.dir.join(&name), e)),
         };
         let len = file
-            .metadata()
-            .map_err(|e| FsError::io("inspecting", self.dir.join(&name), e))?
-            .len();
+            .len()
+            .map_err(|e| FsError::io("inspecting", self.dir.join(&name), e))?;
         Ok(Some(Opened {
             file,
             len,
@@ -176,8 +173,8 @@ impl SnapshotFiles {
                 Err(e) => return Err(FsError::io("opening", shard.join(name), e)),
             };
             let described = file
-                .metadata()
-                .and_then(|meta| read_header(&file, meta.len()))
+                .len()
+                .and_then(|len| read_header(&file, len))
                 .map_err(|e| FsError::io("reading the header of", shard.join(name), e))?
                 .ok()
                 .map(|header| (header.actor_type, header.stamp()));
@@ -284,7 +281,7 @@ impl SnapshotFiles {
 }
 
 /// The envelope header at the start of `file` (of `len` bytes).
-fn read_header(file: &File, len: u64) -> io::Result<Result<Header, EnvelopeError>> {
+fn read_header(file: &StoreFile, len: u64) -> io::Result<Result<Header, EnvelopeError>> {
     let mut header = [0u8; HEADER_LEN];
     let want = (HEADER_LEN as u64).min(len) as usize;
     file.read_exact_at(&mut header[..want], 0)?;

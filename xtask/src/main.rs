@@ -6,9 +6,10 @@
 //! - `ui [--bless]`: only the trybuild compile-fail/pass tests; `--bless`
 //!   regenerates their `.stderr` files.
 //! - `crash --backend fs|fs-buffered|sled|postgres --iterations N`: the long SIGKILL crash loop.
-//! - `soak [--iterations N]`: the crash loop (`theta_crash run`) against every
-//!   backend, N kill points each (default 2000), then `ownership_processes`
-//!   with 2000 events.
+//! - `soak [--iterations N]`: the fs power-loss sweep with 16 torn and 16
+//!   reordered disks per crash point (`THETA_POWER_SEEDS=16`), then the crash
+//!   loop (`theta_crash run`) against every backend, N kill points each
+//!   (default 2000), then `ownership_processes` with 2000 events.
 //!
 //! The postgres suites use the server of `THETA_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`). Where none answers, `test`,
@@ -63,7 +64,8 @@ const USAGE: &str = "usage: cargo xtask <command>
   ui [--bless]                           trybuild macro tests; --bless rewrites .stderr files
   crash --backend fs|fs-buffered|sled|postgres --iterations N
                                          long SIGKILL crash-recovery loop
-  soak [--iterations N]                  crash loop against every backend (default N = 2000),
+  soak [--iterations N]                  fs power-loss sweep (16 seeds per point), the crash
+                                         loop against every backend (default N = 2000),
                                          then 2000 ownership events on postgres
   bench [--report-only] [--suite NAME].. [-- CRITERION ARGS]
                                          suites (runtime, envelope, fs, sled, postgres),
@@ -184,15 +186,10 @@ fn test() -> Result<()> {
         &[],
     )?;
     cargo(&["test", "--workspace"], &[])?;
-    // Suites behind test-only features.
+    // Suites behind test-only features (fs: failpoints, and the power-loss
+    // simulator, `sim`).
     cargo(
-        &[
-            "test",
-            "-p",
-            "theta-persistence-fs",
-            "--features",
-            "failpoints",
-        ],
+        &["test", "-p", "theta-persistence-fs", "--all-features"],
         &[],
     )?;
     cargo(&["test", "-p", "theta", "--all-features"], &[])?;
@@ -236,10 +233,11 @@ fn crash(rest: &[String]) -> Result<()> {
     theta_crash(&args)
 }
 
-/// `cargo xtask soak [--iterations N]`: the SIGKILL crash loop against the fs
-/// backend (durable, then buffered), the sled backend and the postgres backend,
-/// N kill points each; then the multi-process ownership test on postgres with
-/// 2000 events (takeovers, kills, pauses).
+/// `cargo xtask soak [--iterations N]`: the fs power-loss sweep with more
+/// disks per crash point, then the SIGKILL crash loop against the fs backend
+/// (durable, then buffered), the sled backend and the postgres backend, N kill
+/// points each; then the multi-process ownership test on postgres with 2000
+/// events (takeovers, kills, pauses).
 fn soak(rest: &[String]) -> Result<()> {
     let mut iterations = String::from("2000");
     let mut args = rest.iter();
@@ -255,6 +253,20 @@ fn soak(rest: &[String]) -> Result<()> {
             other => bail!("soak: unknown argument {other:?}\n{USAGE}"),
         }
     }
+    // The power-loss sweep with more torn and reordered disks per crash point.
+    cargo(
+        &[
+            "test",
+            "--release",
+            "-p",
+            "theta-persistence-fs",
+            "--features",
+            "sim",
+            "--test",
+            "power_loss",
+        ],
+        &[("THETA_POWER_SEEDS", "16")],
+    )?;
     for backend in ["fs", "fs-buffered", "sled"] {
         theta_crash(&["run", "--backend", backend, "--iterations", &iterations])?;
     }
