@@ -72,16 +72,20 @@ pub fn begin_input() {
     ALLOCATED.store(0, Ordering::SeqCst);
 }
 
-/// Prints what went over the cap, with a backtrace, then hands libFuzzer an
-/// allocation of `reported` bytes (over its limit), which makes it save the
-/// input and exit. Without libFuzzer's hook, aborts.
+/// Prints what went over the cap (`what`: `bytes` bytes), with a backtrace,
+/// then hands libFuzzer an allocation of `bytes` (over its limit), which makes
+/// it save the input and exit. Without libFuzzer's hook, aborts.
+///
+/// Not while the thread panics: printing a panic's backtrace may allocate
+/// plenty, and the panic is the finding. The flag is set before anything here
+/// allocates, so the report's own allocations come back without a report.
 #[cold]
-fn over_cap(what: &str, reported: usize) {
-    if REPORTING.swap(true, Ordering::SeqCst) {
+fn over_cap(what: &str, bytes: usize) {
+    if std::thread::panicking() || REPORTING.swap(true, Ordering::SeqCst) {
         return;
     }
     eprintln!(
-        "theta-fuzz: {what} (cap {PER_INPUT_CAP} bytes per input), at:\n{}",
+        "theta-fuzz: {what} of {bytes} bytes (cap {PER_INPUT_CAP} bytes per input), at:\n{}",
         std::backtrace::Backtrace::force_capture()
     );
     match MALLOC_HOOK.load(Ordering::SeqCst) {
@@ -90,7 +94,7 @@ fn over_cap(what: &str, reported: usize) {
             // SAFETY: the address was stored from a `MallocHook` by
             // `__sanitizer_install_malloc_and_free_hooks`.
             let hook: MallocHook = unsafe { std::mem::transmute::<usize, MallocHook>(hook) };
-            hook(std::ptr::null(), reported);
+            hook(std::ptr::null(), bytes);
             std::process::abort();
         }
     }
@@ -103,13 +107,13 @@ fn allocating(size: usize) {
         return;
     }
     if size > PER_INPUT_CAP {
-        over_cap(&format!("one allocation of {size} bytes"), size);
+        over_cap("one allocation", size);
     }
     let total = ALLOCATED
         .fetch_add(size, Ordering::Relaxed)
         .saturating_add(size);
     if total > PER_INPUT_CAP {
-        over_cap(&format!("one input allocated {total} bytes in all"), total);
+        over_cap("allocations of one input in all", total);
     }
 }
 

@@ -251,6 +251,8 @@ pub(crate) struct Outcome {
     artifact: Option<PathBuf>,
     /// What libFuzzer said the finding was (`deadly signal`, `out-of-memory ..`).
     finding: Option<String>,
+    /// A panic's `panicked at` line was the last one: its message follows.
+    panic_message_next: bool,
     /// The process's exit status, when not success.
     failed: Option<String>,
     /// The last lines of the run's output.
@@ -445,6 +447,13 @@ fn run_target(dir: &Path, binary: &Path, target: &str, seconds: u64) -> Result<O
 
 /// Updates `outcome` with what one line of libFuzzer's output says.
 fn observe(outcome: &mut Outcome, line: &str) {
+    if std::mem::take(&mut outcome.panic_message_next)
+        && let Some(finding) = &mut outcome.finding
+    {
+        finding.push(' ');
+        finding.push_str(line.trim());
+        return;
+    }
     if let Some(p) = parse_status(line) {
         outcome.progress = p;
     } else if let Some(n) = parse_stat(line, "number_of_executed_units") {
@@ -462,10 +471,9 @@ fn observe(outcome: &mut Outcome, line: &str) {
         outcome
             .finding
             .get_or_insert_with(|| what.trim().to_owned());
-    } else if line.contains("panicked at") {
-        outcome
-            .finding
-            .get_or_insert_with(|| line.trim().to_owned());
+    } else if line.contains("panicked at") && outcome.finding.is_none() {
+        outcome.finding = Some(line.trim().to_owned());
+        outcome.panic_message_next = true;
     }
 }
 
@@ -533,6 +541,7 @@ mod tests {
             &mut o,
             "thread '<unnamed>' panicked at fuzz_targets/x.rs:3:5:",
         );
+        observe(&mut o, "the open holds something else");
         observe(&mut o, "==7== ERROR: libFuzzer: deadly signal");
         observe(
             &mut o,
@@ -544,7 +553,8 @@ mod tests {
             Some(PathBuf::from("fuzz/artifacts/x/crash-ab12"))
         );
         assert!(
-            o.problem().contains("panicked at fuzz_targets/x.rs:3:5"),
+            o.problem()
+                .contains("panicked at fuzz_targets/x.rs:3:5: the open holds something else"),
             "{}",
             o.problem()
         );
