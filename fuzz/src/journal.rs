@@ -22,6 +22,12 @@
 //!                             of the segments taken end to end
 //!   'T' at:u16                damage: cuts the newest segment to `at` bytes
 //!                             (modulo its length + 1)
+//!   'C' seg:u8 at:u16         damage: cuts segment `seg` (modulo their number)
+//!                             to `at` bytes (modulo its length + 1)
+//!   'A' seg:u8 len:u8 bytes   damage: appends bytes to a sealed segment (`seg`
+//!                             modulo their number; ignored with one segment:
+//!                             appended to the newest they could by chance be
+//!                             a valid batch)
 //!   other bytes are skipped; a truncated operand ends the input.
 //! ```
 //!
@@ -99,6 +105,16 @@ pub enum Expect {
     Error,
     /// Raw input: an error or a consistent store, whatever it holds.
     Consistent,
+}
+
+/// Damage to the segments, as written.
+enum Damage {
+    /// A byte overwritten with this value.
+    Overwrite(u8),
+    /// A segment (this one; `None`: the newest) cut short.
+    Cut(Option<u8>),
+    /// Bytes appended to a sealed segment.
+    Append(Vec<u8>),
 }
 
 /// Reads input bytes one operand at a time.
@@ -251,11 +267,23 @@ impl Plan {
                     let (Some(at), Some(value)) = (input.u16(), input.u8()) else {
                         break;
                     };
-                    damage.push((Some(value), usize::from(at)));
+                    damage.push((Damage::Overwrite(value), usize::from(at)));
                 }
                 b'T' => {
                     let Some(at) = input.u16() else { break };
-                    damage.push((None, usize::from(at)));
+                    damage.push((Damage::Cut(None), usize::from(at)));
+                }
+                b'C' => {
+                    let (Some(seg), Some(at)) = (input.u8(), input.u16()) else {
+                        break;
+                    };
+                    damage.push((Damage::Cut(Some(seg)), usize::from(at)));
+                }
+                b'A' => {
+                    let (Some(seg), Some(len)) = (input.u8(), input.u8()) else {
+                        break;
+                    };
+                    damage.push((Damage::Append(input.bytes(len.into())), usize::from(seg)));
                 }
                 _ => {}
             }
@@ -267,9 +295,9 @@ impl Plan {
         plan.segments.push(segment);
         plan.batches.push(batches);
         plan.damaged = plan.segments.clone();
-        for (value, at) in damage {
-            match value {
-                Some(value) => {
+        for (damage, at) in damage {
+            match damage {
+                Damage::Overwrite(value) => {
                     let total: usize = plan.damaged.iter().map(Vec::len).sum();
                     if total == 0 {
                         continue;
@@ -283,9 +311,17 @@ impl Plan {
                         at -= segment.len();
                     }
                 }
-                None => {
-                    let newest = plan.damaged.last_mut().expect("one segment at least");
-                    newest.truncate(at % (newest.len() + 1));
+                Damage::Cut(segment) => {
+                    let n = plan.damaged.len();
+                    let segment = segment.map_or(n - 1, |s| usize::from(s) % n);
+                    let segment = &mut plan.damaged[segment];
+                    segment.truncate(at % (segment.len() + 1));
+                }
+                Damage::Append(bytes) => {
+                    let sealed = plan.damaged.len() - 1;
+                    if sealed > 0 {
+                        plan.damaged[at % sealed].extend_from_slice(&bytes);
+                    }
                 }
             }
         }
@@ -441,6 +477,22 @@ impl Input {
         self
     }
 
+    /// Damage: segment `segment` cut to `at` bytes.
+    pub fn cut(mut self, segment: u8, at: u16) -> Self {
+        self.0.push(b'C');
+        self.0.push(segment);
+        self.0.extend_from_slice(&at.to_le_bytes());
+        self
+    }
+
+    /// Damage: `bytes` appended to sealed segment `segment`.
+    pub fn append(mut self, segment: u8, bytes: &[u8]) -> Self {
+        self.0
+            .extend_from_slice(&[b'A', segment, u8::try_from(bytes.len()).expect("short")]);
+        self.0.extend_from_slice(bytes);
+        self
+    }
+
     /// Raw bytes after the ops (with [`RAW`]: the segment body).
     pub fn raw(mut self, bytes: &[u8]) -> Self {
         self.0.extend_from_slice(bytes);
@@ -524,6 +576,19 @@ mod tests {
             plan.expect(),
             Expect::State(state(&[(1, b"one"), (2, b"two")]))
         );
+        // A sealed segment cut at a batch boundary, or grown.
+        let sealed = || two_batches(0).segment().put(3, b"x");
+        assert_eq!(
+            Plan::parse(&sealed().cut(0, 100).into_bytes()).expect(),
+            Expect::Error
+        );
+        assert_eq!(
+            Plan::parse(&sealed().append(0, b"more").into_bytes()).expect(),
+            Expect::Error
+        );
+        // Appending to the newest is not done (the bytes might form a batch).
+        let plan = Plan::parse(&two_batches(0).append(0, b"more").into_bytes());
+        assert_eq!(plan.damaged, plan.segments);
     }
 
     #[test]

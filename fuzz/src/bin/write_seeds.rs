@@ -135,6 +135,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .overwrite(80, 0)
             .into_bytes(),
     )?;
+    let sealed = || {
+        Input::new(SYNCED)
+            .put(1, b"one")
+            .batch()
+            .put(2, b"two")
+            .batch()
+            .segment()
+            .put(3, b"three")
+            .batch()
+    };
+    write(j, "cut-sealed", &sealed().cut(0, 100).into_bytes())?;
+    write(
+        j,
+        "grown-sealed",
+        &sealed().append(0, b"grown").into_bytes(),
+    )?;
     write(
         j,
         "raw",
