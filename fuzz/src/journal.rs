@@ -40,7 +40,8 @@
 //! the open fails with a typed journal error
 //! (`CorruptJournal`/`IncompleteJournal`), or it holds the files overlaid with
 //! the records of the batches wholly before the first damaged byte. Damage to a
-//! sealed segment (one that has a successor) must fail the open, and damage to
+//! sealed segment (one that has a successor) must fail the open, and so must a
+//! damaged batch of a SYNCED newest segment followed by an intact one; damage to
 //! the batches of the newest segment of a store not in SYNCED mode must not (it
 //! is a torn tail).
 
@@ -384,10 +385,25 @@ impl Plan {
                     .take_while(|(end, _)| *end <= at)
                     .count();
                 let state = self.state(Some(whole));
-                if at < SEGMENT_HEADER_LEN || self.flags & SYNCED != 0 {
-                    Expect::StateOrError(state)
+                if at < SEGMENT_HEADER_LEN {
+                    return Expect::StateOrError(state);
+                }
+                if self.flags & SYNCED == 0 {
+                    return Expect::State(state);
+                }
+                // In a synced segment a damaged batch followed by a valid one is
+                // damage, not a torn write. (Without an intact batch after it,
+                // one could still be found inside a put's bytes.)
+                let (written, damaged) = (&self.segments[last], &self.damaged[last]);
+                let batches = &self.batches[last];
+                let intact_after = (whole + 1..batches.len()).any(|i| {
+                    let (start, end) = (batches[i - 1].0, batches[i].0);
+                    damaged.get(start..end) == Some(&written[start..end])
+                });
+                if intact_after {
+                    Expect::Error
                 } else {
-                    Expect::State(state)
+                    Expect::StateOrError(state)
                 }
             }
         }
@@ -603,13 +619,14 @@ mod tests {
             assert_eq!(plan.expect(), Expect::State(state(kept)), "cut at {at}");
             let plan = Plan::parse(&two_batches(0).overwrite(at, 0xee).into_bytes());
             assert_eq!(plan.expect(), Expect::State(state(kept)), "byte {at}");
-            // A synced segment may also report damage followed by valid batches.
+            // A synced segment must report damage followed by a valid batch.
             let plan = Plan::parse(&two_batches(SYNCED).overwrite(at, 0xee).into_bytes());
-            assert_eq!(
-                plan.expect(),
-                Expect::StateOrError(state(kept)),
-                "byte {at}"
-            );
+            let expect = if at < 100 {
+                Expect::Error
+            } else {
+                Expect::StateOrError(state(kept))
+            };
+            assert_eq!(plan.expect(), expect, "byte {at}");
         }
         assert_eq!(
             Plan::parse(&two_batches(0).truncate(140).into_bytes()).expect(),
