@@ -55,6 +55,9 @@ const SEGMENT_MAGIC: [u8; 8] = *b"THETAJNL";
 const SEGMENT_VERSION: u32 = 2;
 /// The length of a version-2 segment header.
 pub const SEGMENT_HEADER_LEN: usize = 60;
+/// A newest segment this long or shorter with a bad header is a creation cut
+/// short (the fs backend's `SEGMENT_HEADER_MAX`).
+const SEGMENT_HEADER_MAX: usize = 64;
 const FLAG_SYNCED: u32 = 1;
 const FLAG_FIRST: u32 = 2;
 const MAX_SEGMENTS: usize = 4;
@@ -336,16 +339,12 @@ impl Plan {
         self.flags & PROCESS_KILL != 0
     }
 
-    /// The files overlaid with the records of the first `batches` batches of
-    /// each segment (all of them for `None`).
-    fn state(&self, newest_batches: Option<usize>) -> BTreeMap<ActorId, Vec<u8>> {
+    /// The files overlaid with the records of segments `..newest`, and of the
+    /// first `whole` batches of segment `newest`.
+    fn state(&self, newest: usize, whole: usize) -> BTreeMap<ActorId, Vec<u8>> {
         let mut state = self.files.clone();
-        let last = self.batches.len() - 1;
-        for (i, batches) in self.batches.iter().enumerate() {
-            let take = match newest_batches {
-                Some(n) if i == last => n,
-                _ => batches.len(),
-            };
+        for (i, batches) in self.batches[..=newest].iter().enumerate() {
+            let take = if i == newest { whole } else { batches.len() };
             for (_, records) in &batches[..take] {
                 for (id, snapshot) in records {
                     match snapshot {
@@ -363,6 +362,12 @@ impl Plan {
         if self.flags & RAW != 0 {
             return Expect::Consistent;
         }
+        self.expect_with_newest(self.segments.len() - 1)
+    }
+
+    /// What an open must give when segment `newest` is the newest one (the
+    /// later ones, if any, read as creations cut short).
+    fn expect_with_newest(&self, newest: usize) -> Expect {
         /// The first byte where `damaged` differs from `written`.
         fn first_difference(written: &[u8], damaged: &[u8]) -> Option<usize> {
             written
@@ -371,41 +376,48 @@ impl Plan {
                 .position(|(a, b)| a != b)
                 .or((written.len() != damaged.len()).then(|| written.len().min(damaged.len())))
         }
-        let last = self.segments.len() - 1;
-        for i in 0..last {
+        let (written, damaged) = (&self.segments[newest], &self.damaged[newest]);
+        let at = first_difference(written, damaged);
+        if let Some(at) = at
+            && at < SEGMENT_HEADER_LEN
+        {
+            // A bad header with at most a header's room after it reads as a
+            // creation cut short (not in the segment `START` names): the
+            // segment before is then the newest, and what was cut from its end
+            // cannot be told (the successor that recorded its length is gone).
+            // With more after it, it is damage.
+            return if newest > 0 && damaged.len() <= SEGMENT_HEADER_MAX {
+                self.expect_with_newest(newest - 1)
+            } else {
+                Expect::Error
+            };
+        }
+        for i in 0..newest {
             if first_difference(&self.segments[i], &self.damaged[i]).is_some() {
                 return Expect::Error;
             }
         }
-        match first_difference(&self.segments[last], &self.damaged[last]) {
-            None => Expect::State(self.state(None)),
-            Some(at) => {
-                let whole = self.batches[last]
-                    .iter()
-                    .take_while(|(end, _)| *end <= at)
-                    .count();
-                let state = self.state(Some(whole));
-                if at < SEGMENT_HEADER_LEN {
-                    return Expect::StateOrError(state);
-                }
-                if self.flags & SYNCED == 0 {
-                    return Expect::State(state);
-                }
-                // In a synced segment a damaged batch followed by a valid one is
-                // damage, not a torn write. (Without an intact batch after it,
-                // one could still be found inside a put's bytes.)
-                let (written, damaged) = (&self.segments[last], &self.damaged[last]);
-                let batches = &self.batches[last];
-                let intact_after = (whole + 1..batches.len()).any(|i| {
-                    let (start, end) = (batches[i - 1].0, batches[i].0);
-                    damaged.get(start..end) == Some(&written[start..end])
-                });
-                if intact_after {
-                    Expect::Error
-                } else {
-                    Expect::StateOrError(state)
-                }
-            }
+        let Some(at) = at else {
+            let whole = self.batches[newest].len();
+            return Expect::State(self.state(newest, whole));
+        };
+        let batches = &self.batches[newest];
+        let whole = batches.iter().take_while(|(end, _)| *end <= at).count();
+        let state = self.state(newest, whole);
+        if self.flags & SYNCED == 0 {
+            return Expect::State(state);
+        }
+        // In a synced segment a damaged batch followed by a valid one is
+        // damage, not a torn write. (Without an intact batch after it, one
+        // could still be found inside a put's bytes.)
+        let intact_after = (whole + 1..batches.len()).any(|i| {
+            let (start, end) = (batches[i - 1].0, batches[i].0);
+            damaged.get(start..end) == Some(&written[start..end])
+        });
+        if intact_after {
+            Expect::Error
+        } else {
+            Expect::StateOrError(state)
         }
     }
 
@@ -632,9 +644,18 @@ mod tests {
             Plan::parse(&two_batches(0).truncate(140).into_bytes()).expect(),
             Expect::State(state(&[(1, b"one"), (2, b"two")])),
         );
-        // The header: the open may refuse the segment.
+        // A bad header: damage, in the segment `START` names or with batches
+        // after it; otherwise a creation cut short, and the segment before is
+        // the newest (what was cut from its end cannot be told).
         let plan = Plan::parse(&two_batches(0).overwrite(3, 0).into_bytes());
-        assert_eq!(plan.expect(), Expect::StateOrError(state(&[])));
+        assert_eq!(plan.expect(), Expect::Error);
+        let next = || two_batches(0).segment().put(3, b"three");
+        assert_eq!(
+            Plan::parse(&next().overwrite(150, 0xff).into_bytes()).expect(),
+            Expect::Error
+        );
+        let plan = Plan::parse(&next().truncate(3).cut(0, 100).into_bytes());
+        assert_eq!(plan.expect(), Expect::State(state(&[(1, b"one")])));
         // Overwriting a byte with its own value is no damage.
         let plan = Plan::parse(&two_batches(0).overwrite(0, b'T').into_bytes());
         assert_eq!(
