@@ -151,6 +151,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "grown-sealed",
         &sealed().append(0, b"grown").into_bytes(),
     )?;
+    // The newest segment's header cut short (a creation cut short) and the
+    // segment before cut at a batch boundary: what the store cannot tell.
+    write(
+        j,
+        "aborted-newest-after-cut",
+        &sealed().truncate(3).cut(0, 100).into_bytes(),
+    )?;
     write(
         j,
         "raw",
