@@ -365,8 +365,27 @@ impl Plan {
         self.expect_with_newest(self.segments.len() - 1)
     }
 
-    /// What an open must give when segment `newest` is the newest one (the
-    /// later ones, if any, read as creations cut short).
+    /// What an open must give when the segment after `sealed` is a creation
+    /// cut short: `sealed` was synced whole before it was created, so any
+    /// damage to it is damage, except whole batches cut from its end, which
+    /// nothing can tell (the successor that recorded its length is gone).
+    fn expect_before_aborted(&self, sealed: usize) -> Expect {
+        let (written, damaged) = (&self.segments[sealed], &self.damaged[sealed]);
+        let untouched = (0..sealed).all(|i| self.segments[i] == self.damaged[i]);
+        let cut = damaged.len();
+        let at_boundary =
+            cut == SEGMENT_HEADER_LEN || self.batches[sealed].iter().any(|(end, _)| *end == cut);
+        if !untouched || !at_boundary || written.get(..cut) != Some(&damaged[..]) {
+            return Expect::Error;
+        }
+        let whole = self.batches[sealed]
+            .iter()
+            .take_while(|(end, _)| *end <= cut)
+            .count();
+        Expect::State(self.state(sealed, whole))
+    }
+
+    /// What an open must give when segment `newest` is the newest one.
     fn expect_with_newest(&self, newest: usize) -> Expect {
         /// The first byte where `damaged` differs from `written`.
         fn first_difference(written: &[u8], damaged: &[u8]) -> Option<usize> {
@@ -382,12 +401,10 @@ impl Plan {
             && at < SEGMENT_HEADER_LEN
         {
             // A bad header with at most a header's room after it reads as a
-            // creation cut short (not in the segment `START` names): the
-            // segment before is then the newest, and what was cut from its end
-            // cannot be told (the successor that recorded its length is gone).
-            // With more after it, it is damage.
+            // creation cut short (not in the segment `START` names); with
+            // more after it, it is damage.
             return if newest > 0 && damaged.len() <= SEGMENT_HEADER_MAX {
-                self.expect_with_newest(newest - 1)
+                self.expect_before_aborted(newest - 1)
             } else {
                 Expect::Error
             };
@@ -645,8 +662,9 @@ mod tests {
             Expect::State(state(&[(1, b"one"), (2, b"two")])),
         );
         // A bad header: damage, in the segment `START` names or with batches
-        // after it; otherwise a creation cut short, and the segment before is
-        // the newest (what was cut from its end cannot be told).
+        // after it; otherwise a creation cut short, after a segment synced
+        // whole (but what was cut from its end at a batch boundary cannot be
+        // told).
         let plan = Plan::parse(&two_batches(0).overwrite(3, 0).into_bytes());
         assert_eq!(plan.expect(), Expect::Error);
         let next = || two_batches(0).segment().put(3, b"three");
@@ -656,6 +674,12 @@ mod tests {
         );
         let plan = Plan::parse(&next().truncate(3).cut(0, 100).into_bytes());
         assert_eq!(plan.expect(), Expect::State(state(&[(1, b"one")])));
+        for damage in [
+            next().truncate(3).cut(0, 99),
+            next().truncate(0).overwrite(120, 0xee),
+        ] {
+            assert_eq!(Plan::parse(&damage.into_bytes()).expect(), Expect::Error);
+        }
         // Overwriting a byte with its own value is no damage.
         let plan = Plan::parse(&two_batches(0).overwrite(0, b'T').into_bytes());
         assert_eq!(
