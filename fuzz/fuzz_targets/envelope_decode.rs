@@ -1,57 +1,84 @@
-//! Arbitrary bytes into the snapshot read path: `envelope::open`, the codec
-//! (`decode_payload`) and the whole restore decode (`decode_snapshot`), both on
-//! the raw input and on the input sealed as a valid envelope of the target's type
-//! (so the fuzzer reaches the codec behind the checksum). Errors are fine; a panic,
-//! an abort or a huge allocation is a finding.
+//! Arbitrary bytes into the snapshot read path, through the public API:
+//! `envelope::open` with the default size limit, both codecs' payload decoders,
+//! both decompressors, and the whole restore decode (`decode_snapshot`) of a
+//! bincode type and of MessagePack types stored uncompressed, LZ4- and
+//! zstd-compressed. Each runs on the raw input and on the input sealed as a
+//! valid envelope of that type (so the decoders behind the checksum are
+//! reached; the first two input bytes are then the declared decoded length).
+//! Errors are fine; a panic, an abort or an allocation over the cap is a
+//! finding, and so is a decoded value that does not survive a re-encoding.
 
 #![no_main]
 
-use std::collections::BTreeMap;
-
 use libfuzzer_sys::fuzz_target;
-use serde::{Deserialize, Serialize};
 use theta::ActorId;
-use theta::persistence::{decode_payload, decode_snapshot, envelope};
-use theta::prelude::*;
+use theta::persistence::{
+    Codec, Compression, PersistentActor, decode_payload, decode_payload_as, decode_snapshot,
+    encode_payload, envelope,
+};
+use theta_fuzz::snapshots::{Packed, Target};
 
-/// A snapshot with the shapes real ones have: strings, integers of several
-/// widths, vectors, maps, options, enums. Not recursive.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ActorArgs)]
-struct Target {
-    name: String,
-    values: Vec<i64>,
-    small: (u8, u16, u32, i128),
-    map: BTreeMap<String, Vec<u8>>,
-    note: Option<String>,
-    kind: Kind,
-    ratio: f64,
+// At most 64 MiB per input, in one allocation or in all (`-malloc_limit_mb`
+// works through it).
+theta_fuzz::install!();
+
+const ID: ActorId = ActorId::from_u128(1);
+
+/// `payload` sealed as a valid envelope of `A`, declaring `decoded_len`.
+fn seal<A: PersistentActor>(decoded_len: u64, payload: &[u8]) -> Vec<u8> {
+    envelope::Seal::new(A::TYPE_ID)
+        .actor_id(ID)
+        .sequence(1)
+        .codec(A::CODEC.id())
+        .compressed(A::COMPRESSION.id(), decoded_len)
+        .seal(payload)
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-enum Kind {
-    A,
-    B(u64),
-    C { names: Vec<String> },
+/// Decodes `bytes` as a snapshot of `A`; what decodes must re-encode to a
+/// payload that decodes to the same value.
+fn restore<A, F>(bytes: &[u8], target: F)
+where
+    A: PersistentActor,
+    F: Fn(&A::Snapshot) -> &Target,
+{
+    if let Ok((value, sequence)) = decode_snapshot::<A>(ID, bytes) {
+        assert_eq!(Some(sequence), envelope::sequence_of(bytes));
+        let value = target(&value);
+        let again = encode_payload(value).expect("re-encode");
+        let back: Target = decode_payload(&again).expect("decode of a re-encoding");
+        assert!(back.same(value), "{back:?} != {value:?}");
+    }
 }
 
-#[actor("f022f022-0000-4000-8000-00000000f022", snapshot)]
-impl Actor for Target {}
+/// Every restore decoder on `bytes`.
+fn restore_all(bytes: &[u8]) {
+    restore::<Target, _>(bytes, |t| t);
+    restore::<Packed<0>, _>(bytes, |p| &p.0);
+    restore::<Packed<1>, _>(bytes, |p| &p.0);
+    restore::<Packed<2>, _>(bytes, |p| &p.0);
+}
 
 fuzz_target!(|data: &[u8]| {
-    let id = ActorId::from_u128(1);
+    theta_fuzz::alloc_cap::begin_input();
     if let Ok((header, payload)) = envelope::open(data, envelope::DEFAULT_MAX_PAYLOAD) {
         // What `open` accepted, `peek` parses the same way.
         assert_eq!(envelope::Header::peek(data), Ok(header));
         assert_eq!(payload.len() as u64, header.payload_len);
     }
-    let _ = decode_snapshot::<Target>(id, data);
     let _ = decode_payload::<Target>(data);
-    let sealed = envelope::seal(<Target as Actor>::TYPE_ID, 0, 1, data);
-    if let Ok((value, sequence)) = decode_snapshot::<Target>(id, &sealed) {
-        assert_eq!(sequence, 1);
-        // A decoded value re-encodes to a payload that decodes to itself.
-        let again = theta::persistence::encode_payload(&value).expect("re-encode");
-        let back: Target = decode_payload(&again).expect("decode of a re-encoding");
-        assert!(back == value || value.ratio.is_nan());
+    let _ = decode_payload_as::<Target>(Codec::MessagePack, data);
+    let (decoded_len, rest) = match data.split_first_chunk::<2>() {
+        Some((len, rest)) => (u64::from(u16::from_le_bytes(*len)), rest),
+        None => (0, data),
+    };
+    for compression in [Compression::Lz4, Compression::Zstd] {
+        if let Ok(out) = compression.decompress(rest, decoded_len as usize) {
+            assert_eq!(out.len() as u64, decoded_len);
+        }
     }
+    restore_all(data);
+    restore::<Target, _>(&seal::<Target>(data.len() as u64, data), |t| t);
+    restore::<Packed<0>, _>(&seal::<Packed<0>>(data.len() as u64, data), |p| &p.0);
+    restore::<Packed<1>, _>(&seal::<Packed<1>>(decoded_len, rest), |p| &p.0);
+    restore::<Packed<2>, _>(&seal::<Packed<2>>(decoded_len, rest), |p| &p.0);
 });

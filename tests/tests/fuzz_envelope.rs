@@ -4,7 +4,9 @@
 //! decompressors and `decode_snapshot`. Nothing may panic; errors are expected. A
 //! mutated envelope that still decodes must decode to the original value (only a
 //! CRC-32C collision could do otherwise). And no input may allocate more than
-//! 64 MiB: a counting global allocator fails the case that does.
+//! 64 MiB, in all or in one allocation: a counting global allocator fails the
+//! case that does (the cap `cargo xtask fuzz` gives libFuzzer with
+//! `-malloc_limit_mb=64`, and its targets' allocator, `fuzz/src/alloc_cap.rs`).
 //!
 //! This binary has its own global allocator (per thread, like the runner).
 //!
@@ -30,23 +32,26 @@ use theta::persistence::{
 };
 use theta::prelude::*;
 
-/// Counts, per thread, the bytes allocated since [`feed`] started on it.
+/// Counts, per thread, the bytes allocated since [`feed`] started on it, and
+/// the largest single allocation.
 struct CountingAlloc;
 
 thread_local! {
     static ALLOCATED: Cell<usize> = const { Cell::new(0) };
+    static LARGEST: Cell<usize> = const { Cell::new(0) };
 }
 
-/// What one input may allocate in all.
+/// What one input may allocate in all, and in one allocation.
 const PER_INPUT_CAP: usize = 64 << 20;
 
 fn count(size: usize) {
     let _ = ALLOCATED.try_with(|total| total.set(total.get().saturating_add(size)));
+    let _ = LARGEST.try_with(|largest| largest.set(largest.get().max(size)));
 }
 
 // SAFETY: delegates every call unchanged to the system allocator; it only adds
-// the requested size to a thread-local `Cell` (const-initialized, no destructor,
-// so touching it never allocates).
+// the requested size to thread-local `Cell`s (const-initialized, no destructor,
+// so touching them never allocates).
 unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         count(layout.size());
@@ -248,10 +253,32 @@ struct Fed {
 }
 
 /// Feeds `bytes` to every decoder; fails the case if that allocated more than
-/// [`PER_INPUT_CAP`] bytes.
+/// [`PER_INPUT_CAP`] bytes, in all or in one allocation.
 fn feed(bytes: &[u8]) -> Result<Fed, TestCaseError> {
     EXECUTIONS.set(EXECUTIONS.get() + 1);
+    let (fed, allocated, largest) = measured(|| decode_all(bytes));
+    prop_assert!(
+        largest <= PER_INPUT_CAP,
+        "one input made an allocation of {largest} bytes"
+    );
+    prop_assert!(
+        allocated <= PER_INPUT_CAP,
+        "one input allocated {allocated} bytes in all"
+    );
+    Ok(fed)
+}
+
+/// Runs `f`; what it returned, the bytes it allocated on this thread in all,
+/// and its largest single allocation.
+fn measured<T>(f: impl FnOnce() -> T) -> (T, usize, usize) {
     ALLOCATED.set(0);
+    LARGEST.set(0);
+    let out = f();
+    (out, ALLOCATED.get(), LARGEST.get())
+}
+
+/// `bytes` into every decoder.
+fn decode_all(bytes: &[u8]) -> Fed {
     let id = ActorId::from_u128(0xf022);
     if let Ok((header, payload)) = envelope::open(bytes, envelope::DEFAULT_MAX_PAYLOAD) {
         assert_eq!(envelope::Header::peek(bytes), Ok(header));
@@ -262,7 +289,7 @@ fn feed(bytes: &[u8]) -> Result<Fed, TestCaseError> {
     for compression in [Compression::Lz4, Compression::Zstd] {
         let _ = compression.decompress(bytes, bytes.len().saturating_mul(4));
     }
-    let fed = Fed {
+    Fed {
         ledger: decode_snapshot::<Ledger>(id, bytes).ok(),
         packed: [
             decode_snapshot::<Packed<1>>(id, bytes)
@@ -272,13 +299,25 @@ fn feed(bytes: &[u8]) -> Result<Fed, TestCaseError> {
                 .ok()
                 .map(|(p, s)| (p.0, s)),
         ],
-    };
-    let allocated = ALLOCATED.get();
-    prop_assert!(
-        allocated <= PER_INPUT_CAP,
-        "one input allocated {allocated} bytes"
-    );
-    Ok(fed)
+    }
+}
+
+#[test]
+fn the_allocation_cap_sees_untouched_and_accumulated_allocations() {
+    // One allocation over the cap, never touched.
+    let (_, allocated, largest) =
+        measured(|| std::hint::black_box(Vec::<u8>::with_capacity(PER_INPUT_CAP + 1)));
+    assert!(largest > PER_INPUT_CAP && allocated > PER_INPUT_CAP);
+    // Many under it that add up to more (a growing buffer counts every size).
+    let (_, allocated, largest) = measured(|| {
+        (0..80)
+            .map(|_| std::hint::black_box(Vec::<u8>::with_capacity(1 << 20)))
+            .collect::<Vec<_>>()
+    });
+    assert!(largest < PER_INPUT_CAP && allocated > PER_INPUT_CAP);
+    // And a small decode stays far below it.
+    let (_, allocated, _) = measured(|| decode_all(b"THSN"));
+    assert!(allocated < 1 << 20, "{allocated}");
 }
 
 /// Runs one property and prints its case and decoder-execution counts.

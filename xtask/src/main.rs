@@ -2,14 +2,17 @@
 //!
 //! - `test`: the full gate CI runs: fmt check, the architecture check (`arch`), clippy, every test (unit,
 //!   integration, doc, trybuild UI, feature-gated suites), then the docs with
-//!   warnings denied.
+//!   warnings denied, then a short fuzz run (`fuzz`, 30 s per target).
 //! - `ui [--bless]`: only the trybuild compile-fail/pass tests; `--bless`
 //!   regenerates their `.stderr` files.
 //! - `crash --backend fs|fs-buffered|sled|postgres --iterations N`: the long SIGKILL crash loop.
-//! - `soak [--iterations N]`: the fs power-loss sweep with 16 torn and 16
-//!   reordered disks per crash point (`THETA_POWER_SEEDS=16`), then the crash
-//!   loop (`theta_crash run`) against every backend, N kill points each
-//!   (default 2000), then `ownership_processes` with 2000 events.
+//! - `soak [--iterations N] [--fuzz-seconds S]`: the fs power-loss sweep with
+//!   16 torn and 16 reordered disks per crash point (`THETA_POWER_SEEDS=16`),
+//!   the crash loop (`theta_crash run`) against every backend, N kill points
+//!   each (default 2000), `ownership_processes` with 2000 events, then every
+//!   fuzz target for S seconds (default 600).
+//! - `fuzz [--seconds N] [--target NAME]..`: the libFuzzer targets in `fuzz/`,
+//!   N seconds each (default 60; see the `fuzz` module).
 //!
 //! The postgres suites use the server of `THETA_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`). Where none answers, `test`,
@@ -20,6 +23,7 @@
 
 mod arch;
 mod bench;
+mod fuzz;
 
 use std::process::{Command, ExitCode};
 
@@ -49,6 +53,7 @@ fn run(args: &[String]) -> Result<()> {
         "crash" => crash(rest),
         "soak" => soak(rest),
         "bench" => bench::run(rest),
+        "fuzz" => fuzz::run(rest),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())
@@ -58,15 +63,20 @@ fn run(args: &[String]) -> Result<()> {
 }
 
 /// The help text.
-const USAGE: &str = "usage: cargo xtask <command>
-  test                                   fmt check, arch check, clippy, all tests (what CI runs)
+pub(crate) const USAGE: &str = "usage: cargo xtask <command>
+  test                                   fmt check, arch check, clippy, all tests, 30 s of
+                                         fuzzing per target (what CI runs)
   arch                                   theta/src: no persistence in the core, no import circle
   ui [--bless]                           trybuild macro tests; --bless rewrites .stderr files
   crash --backend fs|fs-buffered|sled|postgres --iterations N
                                          long SIGKILL crash-recovery loop
-  soak [--iterations N]                  fs power-loss sweep (16 seeds per point), the crash
+  soak [--iterations N] [--fuzz-seconds S]
+                                         fs power-loss sweep (16 seeds per point), the crash
                                          loop against every backend (default N = 2000),
-                                         then 2000 ownership events on postgres
+                                         2000 ownership events on postgres, then S seconds
+                                         per fuzz target (default 600)
+  fuzz [--seconds N] [--target NAME]..   libFuzzer targets (envelope_decode, journal_replay),
+                                         N seconds each (default 60)
   bench [--report-only] [--suite NAME].. [-- CRITERION ARGS]
                                          suites (runtime, envelope, fs, sled, postgres),
                                          then target/bench-report.md; --report-only only
@@ -198,7 +208,8 @@ fn test() -> Result<()> {
         &["doc", "--workspace", "--no-deps", "--all-features"],
         &[("RUSTDOCFLAGS", "-D warnings")],
     )?;
-    Ok(())
+    // A short coverage-guided run of every fuzz target (about a minute).
+    fuzz::fuzz(&fuzz::Options::all(30))
 }
 
 /// `cargo xtask ui`: the trybuild tests, optionally re-blessing their output.
@@ -233,13 +244,15 @@ fn crash(rest: &[String]) -> Result<()> {
     theta_crash(&args)
 }
 
-/// `cargo xtask soak [--iterations N]`: the fs power-loss sweep with more
-/// disks per crash point, then the SIGKILL crash loop against the fs backend
-/// (durable, then buffered), the sled backend and the postgres backend, N kill
-/// points each; then the multi-process ownership test on postgres with 2000
-/// events (takeovers, kills, pauses).
+/// `cargo xtask soak [--iterations N] [--fuzz-seconds S]`: the fs power-loss
+/// sweep with more disks per crash point, then the SIGKILL crash loop against
+/// the fs backend (durable, then buffered), the sled backend and the postgres
+/// backend, N kill points each; the multi-process ownership test on postgres
+/// with 2000 events (takeovers, kills, pauses); then S seconds of each fuzz
+/// target.
 fn soak(rest: &[String]) -> Result<()> {
     let mut iterations = String::from("2000");
+    let mut fuzz_seconds = 600;
     let mut args = rest.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -250,6 +263,7 @@ fn soak(rest: &[String]) -> Result<()> {
                     _ => bail!("--iterations expects a positive number, got {value:?}"),
                 }
             }
+            "--fuzz-seconds" => fuzz_seconds = fuzz::positive(args.next(), "--fuzz-seconds")?,
             other => bail!("soak: unknown argument {other:?}\n{USAGE}"),
         }
     }
@@ -287,7 +301,7 @@ fn soak(rest: &[String]) -> Result<()> {
             &[],
         )?;
     }
-    Ok(())
+    fuzz::fuzz(&fuzz::Options::all(fuzz_seconds))
 }
 
 #[cfg(test)]
