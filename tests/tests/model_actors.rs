@@ -149,7 +149,10 @@ async fn run_ops(storage: SharedStorage, ops: Vec<Op>) -> Result<(), TestCaseErr
             }
             Op::Panic(i) => {
                 if let Some(actor) = refs.get(&i) {
-                    prop_assert!(within("boom", actor.ask(Boom)).await.is_err());
+                    prop_assert_eq!(
+                        within("boom", actor.ask(Boom)).await,
+                        Err(AskError::NoReply(ids[i]))
+                    );
                     // Restarted in place from its last save (or its start state).
                     model[i].live = Some(model[i].saved.unwrap_or(0));
                 }
