@@ -41,11 +41,22 @@ pub async fn within<F: IntoFuture>(what: &str, fut: F) -> F::Output {
 /// What a [`Probe`] reports.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    Initialized { tag: &'static str, count: u32 },
+    Initialized {
+        tag: &'static str,
+        count: u32,
+    },
     Started(&'static str),
     Restarted(&'static str),
     Exited(&'static str, ExitReason),
-    Supervised { tag: &'static str, failure: Failure },
+    /// Sent in `on_exit` just before `Exited`: the log the probe ended with.
+    ExitLog {
+        tag: &'static str,
+        log: Vec<u64>,
+    },
+    Supervised {
+        tag: &'static str,
+        failure: Failure,
+    },
 }
 
 /// Receives [`Event`]s in order.
@@ -211,6 +222,10 @@ impl Actor for Probe {
     }
 
     async fn on_exit(&mut self, _ctx: &Context<Self>, reason: &ExitReason) {
+        let _ = self.events.send(Event::ExitLog {
+            tag: self.tag,
+            log: std::mem::take(&mut self.log),
+        });
         let _ = self.events.send(Event::Exited(self.tag, reason.clone()));
     }
 
