@@ -8,6 +8,7 @@
 //! 32 cases per backend (memory, fs); `PROPTEST_CASES=N` overrides.
 
 mod common;
+mod proptest_support;
 
 use std::collections::HashMap;
 
@@ -201,7 +202,7 @@ async fn run_ops(storage: SharedStorage, ops: Vec<Op>) -> Result<(), TestCaseErr
 }
 
 fn check(open: impl Fn() -> (SharedStorage, Option<tempfile::TempDir>)) {
-    let mut runner = TestRunner::new(common::proptest_config(32, file!()));
+    let mut runner = TestRunner::new(proptest_support::proptest_config(32, file!()));
     let result = runner.run(&prop::collection::vec(op(), 1..40), |ops| {
         let (storage, _dir) = open();
         tokio::runtime::Builder::new_current_thread()

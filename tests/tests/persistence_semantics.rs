@@ -2,11 +2,12 @@
 //! `MemoryStorage` and a fault-injecting storage.
 
 mod common;
+mod fault_storage;
 
 use std::time::Duration;
 
-use common::storage::{FaultStorage, Written};
 use common::within;
+use fault_storage::{FaultStorage, Written};
 use serde::{Deserialize, Serialize};
 use theta::persistence::{
     MemoryStorage, PersistenceError, PersistentStorage, SharedStorage, SnapshotPolicy, envelope,

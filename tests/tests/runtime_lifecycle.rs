@@ -1,10 +1,12 @@
 //! Stopping: from inside, by dropping refs, and by shutting the tree down.
 
 mod common;
+mod probe;
 
 use std::time::Duration;
 
-use common::{Event, Get, Hang, ProbeArgs, Push, SpawnChild, StopSelf, events, within};
+use common::within;
+use probe::{Event, Get, Hang, ProbeArgs, Push, SpawnChild, StopSelf, events};
 use theta::prelude::*;
 
 #[tokio::test]

@@ -1,11 +1,13 @@
 //! Supervision: panics are caught, parents decide, limits stop hot loops.
 
 mod common;
+mod probe;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{Event, Events, Get, Panic, Probe, ProbeArgs, Push, SpawnChild, events, within};
+use common::within;
+use probe::{Event, Events, Get, Panic, Probe, ProbeArgs, Push, SpawnChild, events};
 use theta::prelude::*;
 use theta::{FailureCause, FailurePhase};
 
