@@ -167,8 +167,8 @@ pub enum Case {
     /// `try_close` succeeds, later writes are refused, and what was written
     /// before is there after a reopen.
     CloseRefusesLaterWrites,
-    /// After a failed sync, writes are refused until the store is reopened;
-    /// nothing acknowledged is lost.
+    /// After a failed sync, writes are refused until the store is reopened and
+    /// `try_close` reports the failure; nothing acknowledged is lost.
     FailedSyncRefusesWrites,
 }
 
@@ -1124,6 +1124,11 @@ async fn failed_sync<H: Harness>(harness: &H, s: H::Storage) -> Result<Verdict, 
     }
     if s.try_write(id, snapshot(3, 64, 3)).await.is_ok() {
         return fail("a write after a failed sync was accepted before a reopen");
+    }
+    // The close's final flush cannot succeed on a store whose sync failed: it
+    // reports that, as `try_close` promises.
+    if s.try_close().await.is_ok() {
+        return fail("close after a failed sync reported success");
     }
     let s = harness
         .reopen(s)
