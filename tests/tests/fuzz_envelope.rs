@@ -15,7 +15,7 @@
 
 #![allow(unsafe_code)]
 
-mod common;
+mod proptest_support;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -325,10 +325,11 @@ fn run<S: Strategy>(name: &str, strategy: S, test: impl Fn(S::Value) -> Result<(
     let before = EXECUTIONS.get();
     let cases = AtomicU64::new(0);
     let started = std::time::Instant::now();
-    let result = TestRunner::new(common::proptest_config(8192, file!())).run(&strategy, |value| {
-        cases.fetch_add(1, Ordering::Relaxed);
-        test(value)
-    });
+    let result =
+        TestRunner::new(proptest_support::proptest_config(8192, file!())).run(&strategy, |value| {
+            cases.fetch_add(1, Ordering::Relaxed);
+            test(value)
+        });
     eprintln!(
         "fuzz_envelope {name}: {} cases, {} inputs decoded, {:.2} s",
         cases.into_inner(),

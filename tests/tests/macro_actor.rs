@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use theta::persistence::{
     Codec, Compression, MemoryStorage, PersistenceError, Restore, RestoreArgs, SharedStorage,
-    SnapshotPolicy, decode_payload,
+    SnapshotPolicy, decode_payload, envelope,
 };
 use theta::prelude::*;
 
@@ -290,6 +290,13 @@ impl Actor for Cache {
     };
 }
 
+/// The `hits` of a stored `Cache` snapshot, decoded as a `CacheSnapshot`.
+fn stored_hits(id: ActorId, bytes: &[u8]) -> u64 {
+    let (header, payload) = envelope::open(bytes, envelope::DEFAULT_MAX_PAYLOAD).unwrap();
+    assert_eq!(header.actor_type, <Cache as Actor>::TYPE_ID, "{id}");
+    decode_payload::<CacheSnapshot>(payload).unwrap().hits
+}
+
 #[tokio::test]
 async fn snapshot_type_restores_through_its_own_args() {
     assert_persistent::<Cache, CacheSnapshot, CacheSnapshot>();
@@ -316,16 +323,35 @@ async fn snapshot_type_restores_through_its_own_args() {
         (1, Some("1".to_owned()))
     );
     assert!(within(cache.ask(SaveCache)).await.unwrap());
+    let saved = STORAGE.get(id).expect("the explicit save");
+    assert_eq!(stored_hits(id, &saved), 1);
+    // A change after the last save: only the save on stop can keep it.
+    assert_eq!(
+        within(cache.ask(Lookup("a"))).await.unwrap(),
+        (2, Some("1".to_owned()))
+    );
+    assert_eq!(
+        STORAGE.get(id),
+        Some(saved.clone()),
+        "no save before the stop"
+    );
     cache.stop();
     within(cache.stopped()).await;
+    let on_stop = STORAGE.get(id).expect("the snapshot saved on stop");
+    assert_eq!(
+        stored_hits(id, &on_stop),
+        2,
+        "the on-stop snapshot holds the last change"
+    );
+    assert!(envelope::sequence_of(&on_stop) > envelope::sequence_of(&saved));
 
     let restored = within(root.respawn_or(&*STORAGE, id, || (), fresh))
         .await
         .unwrap();
-    // `hits` came from the snapshot (plus the final save on stop); the cache was
-    // rebuilt by `CacheSnapshot::initialize`, not restored.
+    // `hits` came from the snapshot saved on stop; the cache was rebuilt by
+    // `CacheSnapshot::initialize`, not restored.
     let (hits, a) = within(restored.ask(Lookup("a"))).await.unwrap();
-    assert_eq!((hits, a), (2, None));
+    assert_eq!((hits, a), (3, None));
     let (_, rebuilt) = within(restored.ask(Lookup("rebuilt"))).await.unwrap();
     assert_eq!(rebuilt.as_deref(), Some("yes"));
 }

@@ -8,6 +8,7 @@
 //! 32 cases per backend (memory, fs); `PROPTEST_CASES=N` overrides.
 
 mod common;
+mod proptest_support;
 
 use std::collections::HashMap;
 
@@ -149,7 +150,10 @@ async fn run_ops(storage: SharedStorage, ops: Vec<Op>) -> Result<(), TestCaseErr
             }
             Op::Panic(i) => {
                 if let Some(actor) = refs.get(&i) {
-                    prop_assert!(within("boom", actor.ask(Boom)).await.is_err());
+                    prop_assert_eq!(
+                        within("boom", actor.ask(Boom)).await,
+                        Err(AskError::NoReply(ids[i]))
+                    );
                     // Restarted in place from its last save (or its start state).
                     model[i].live = Some(model[i].saved.unwrap_or(0));
                 }
@@ -198,7 +202,7 @@ async fn run_ops(storage: SharedStorage, ops: Vec<Op>) -> Result<(), TestCaseErr
 }
 
 fn check(open: impl Fn() -> (SharedStorage, Option<tempfile::TempDir>)) {
-    let mut runner = TestRunner::new(common::proptest_config(32, file!()));
+    let mut runner = TestRunner::new(proptest_support::proptest_config(32, file!()));
     let result = runner.run(&prop::collection::vec(op(), 1..40), |ops| {
         let (storage, _dir) = open();
         tokio::runtime::Builder::new_current_thread()

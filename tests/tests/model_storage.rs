@@ -13,6 +13,7 @@
 
 mod common;
 mod postgres_support;
+mod proptest_support;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -361,7 +362,7 @@ async fn run_model<B: Backend>(mut backend: B, ops: &[Op]) -> Result<(), TestCas
 fn run_proptest<B: Backend>(name: &str, default_cases: u32, new: impl Fn() -> B) {
     let cases = AtomicU64::new(0);
     let operations = AtomicU64::new(0);
-    let mut runner = TestRunner::new(common::proptest_config(default_cases, file!()));
+    let mut runner = TestRunner::new(proptest_support::proptest_config(default_cases, file!()));
     let result = runner.run(&ops(), |ops| {
         cases.fetch_add(1, Ordering::Relaxed);
         operations.fetch_add(ops.len() as u64, Ordering::Relaxed);

@@ -8,6 +8,7 @@
 //! 48 cases of up to 80 steps; `PROPTEST_CASES=N` overrides.
 
 mod common;
+mod proptest_support;
 
 use std::collections::HashMap;
 
@@ -188,7 +189,7 @@ fn virtual_actors_follow_the_model() {
             default(info);
         }
     }));
-    let mut runner = TestRunner::new(common::proptest_config(48, file!()));
+    let mut runner = TestRunner::new(proptest_support::proptest_config(48, file!()));
     let result = runner.run(&prop::collection::vec(step(), 0..80), |steps| {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

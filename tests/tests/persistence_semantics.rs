@@ -2,16 +2,18 @@
 //! `MemoryStorage` and a fault-injecting storage.
 
 mod common;
+mod fault_storage;
 
 use std::time::Duration;
 
-use common::storage::{FaultStorage, Written};
 use common::within;
+use fault_storage::{FaultStorage, Written};
 use serde::{Deserialize, Serialize};
 use theta::persistence::{
     MemoryStorage, PersistenceError, PersistentStorage, SharedStorage, SnapshotPolicy, envelope,
 };
 use theta::prelude::*;
+use tokio::sync::mpsc::error::TryRecvError;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ActorArgs)]
 struct Account {
@@ -26,6 +28,9 @@ struct Balance;
 struct SaveTo(SharedStorage);
 #[derive(Debug)]
 struct Boom;
+/// Sends the balance on the channel: a tell, so nothing waits for a reply.
+#[derive(Debug)]
+struct Peek(tokio::sync::mpsc::UnboundedSender<i64>);
 
 #[actor("3d0c7a7e-7c55-4f5e-8f6e-6a1f3b2c0001", snapshot)]
 impl Actor for Account {
@@ -43,6 +48,9 @@ impl Actor for Account {
         async |_: Boom| {
             self.balance += 1_000_000;
             panic!("boom after mutating");
+        };
+        async |Peek(to): Peek| {
+            let _ = to.send(self.balance);
         };
     };
 }
@@ -383,12 +391,22 @@ async fn interval_policy_saves_only_when_something_changed() {
     let account = spawn_top_level(&handle, id).await;
     // Idle ticks write nothing (virtual time: the clock is paused).
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert!(written.try_recv().is_err());
+    assert_eq!(written.try_recv(), Err(TryRecvError::Empty));
 
     within("deposit", account.ask(Deposit(7))).await.unwrap();
     let w = within("write", written.recv()).await.unwrap();
-    assert_eq!(w.id, id);
+    assert_eq!(w, Written { id, sequence: 1 });
     assert_eq!(stored_balance(&storage.inner, id).await, 7);
+    // The ticks after the save, with nothing changed since, write nothing.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(written.try_recv(), Err(TryRecvError::Empty));
+    // A change after them is saved at the next tick, and only once.
+    within("deposit", account.ask(Deposit(1))).await.unwrap();
+    let w = within("write", written.recv()).await.unwrap();
+    assert_eq!(w, Written { id, sequence: 2 });
+    assert_eq!(stored_balance(&storage.inner, id).await, 8);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(written.try_recv(), Err(TryRecvError::Empty));
 }
 
 #[tokio::test]
@@ -432,7 +450,10 @@ async fn restart_after_a_panic_restores_the_last_saved_snapshot() {
         .unwrap();
     within("deposit", account.ask(Deposit(5))).await.unwrap();
 
-    assert!(within("boom", account.ask(Boom)).await.is_err());
+    assert_eq!(
+        within("boom", account.ask(Boom)).await,
+        Err(AskError::NoReply(id))
+    );
     // Restarted in place: the saved 10, not the unsaved 15, not the panicked turn,
     // not the original args.
     assert_eq!(within("balance", account.ask(Balance)).await.unwrap(), 10);
@@ -452,7 +473,10 @@ async fn a_panicked_turn_is_never_saved_automatically() {
     within("deposit", account.ask(Deposit(3))).await.unwrap();
     assert_eq!(within("write", written.recv()).await.unwrap().sequence, 1);
 
-    assert!(within("boom", account.ask(Boom)).await.is_err());
+    assert_eq!(
+        within("boom", account.ask(Boom)).await,
+        Err(AskError::NoReply(id))
+    );
     // The panicked turn (balance + 1_000_000) was not saved: the restart restored
     // 3, and a turn that changes nothing writes nothing.
     assert_eq!(within("balance", account.ask(Balance)).await.unwrap(), 3);
@@ -608,10 +632,24 @@ async fn confirmed_replies_wait_for_the_durable_snapshot() {
         "the reply arrived before its snapshot was durable"
     );
     assert!(storage.inner.get(id).is_none());
-    // The mailbox is not held meanwhile.
+    // The mailbox is not held meanwhile: with the write still gated, the actor
+    // handles a told deposit and answers a peek that sees it.
+    account.tell(Deposit(2)).unwrap();
+    let (peek, mut peeked) = tokio::sync::mpsc::unbounded_channel();
+    account.tell(Peek(peek)).unwrap();
+    assert_eq!(within("peek", peeked.recv()).await, Some(7));
+    assert_eq!(
+        writes.try_recv(),
+        Err(TryRecvError::Empty),
+        "one write so far"
+    );
+    assert!(storage.inner.get(id).is_none(), "the write is still gated");
     storage.gate.add_permits(1);
     assert_eq!(within("ask", ask).await.unwrap(), 5);
-    assert!(storage.inner.get(id).is_some(), "acknowledged means stored");
+    let stored = storage.inner.get(id).expect("acknowledged means stored");
+    let (_, payload) = envelope::open(&stored, envelope::DEFAULT_MAX_PAYLOAD).unwrap();
+    let saved: Account = theta::persistence::decode_payload(payload).unwrap();
+    assert_eq!(saved.balance, 5, "the snapshot of the confirmed ask's turn");
 }
 
 #[tokio::test]
@@ -629,28 +667,47 @@ async fn a_failed_write_fails_the_confirmed_ask() {
     assert_eq!(stored_balance_live(&storage, id), 3);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// 200 confirmed asks, 199 of them handled while the first one's write is
+/// held: two writes in all, the first one's and one that covers the other 199
+/// replies.
+#[tokio::test]
 async fn confirmed_replies_share_writes() {
+    use std::future::IntoFuture;
     let (storage, mut written) = FaultStorage::new();
     let handle = SharedStorage::new(storage.clone()).with_policy(confirming());
     let id = ActorId::new_v4();
     let account = spawn_top_level(&handle, id).await;
-    let asks: Vec<_> = (0..200)
-        .map(|_| {
-            let account = account.clone();
-            tokio::spawn(async move { account.ask(Deposit(1)).await })
-        })
+    let (started, release) = storage.hold_next_write();
+    // `into_future` enqueues the ask: the mailbox order is the order here.
+    let first = account.ask(Deposit(1)).into_future();
+    within("the first write starts", started).await.unwrap();
+    let rest: Vec<_> = (0..199)
+        .map(|_| account.ask(Deposit(1)).into_future())
         .collect();
-    for ask in asks {
-        within("ask", ask).await.unwrap().unwrap();
+    // Behind the 199 deposits in the mailbox: once it answers, all were handled
+    // (the first write is still held).
+    let (peek, mut peeked) = tokio::sync::mpsc::unbounded_channel();
+    account.tell(Peek(peek)).unwrap();
+    assert_eq!(within("peek", peeked.recv()).await, Some(200));
+    assert_eq!(written.try_recv(), Err(TryRecvError::Empty));
+    release.send(()).unwrap();
+    assert_eq!(within("first", first).await, Ok(1));
+    let mut replies = Vec::new();
+    for ask in rest {
+        replies.push(within("ask", ask).await.unwrap());
     }
-    // Every acknowledged deposit is in storage.
+    assert_eq!(replies, (2..=200).collect::<Vec<i64>>());
+    // Every acknowledged deposit is in storage, in two writes.
     assert_eq!(stored_balance_live(&storage, id), 200);
-    let mut writes = 0;
-    while written.try_recv().is_ok() {
-        writes += 1;
-    }
-    assert!((1..=200).contains(&writes), "{writes} writes");
+    let first_write = within("write", written.recv()).await.unwrap();
+    let second_write = within("write", written.recv()).await.unwrap();
+    assert_eq!(first_write, Written { id, sequence: 1 });
+    assert_eq!(second_write.id, id);
+    assert_eq!(
+        written.try_recv(),
+        Err(TryRecvError::Empty),
+        "200 asks, more than two writes"
+    );
 }
 
 /// An actor whose `on_exit` can be told to panic.

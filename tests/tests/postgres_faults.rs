@@ -11,7 +11,6 @@
 //! return, or fail under `CI=true`.
 
 mod common;
-mod postgres_support;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -1,27 +1,23 @@
 //! Reopen in a new process: the test writes snapshots (real envelopes, known
-//! bytes) to an on-disk backend, drops the store, then re-executes this test
-//! binary as a child that opens the same directory and dumps every snapshot it
-//! finds. The parent requires the dump to be byte-identical to what it wrote,
-//! and the listing to be exactly the live set (deleted ids stay deleted).
-//!
-//! The child is the test `child_dump`, which does nothing unless
-//! `THETA_REOPEN_CHILD` names a backend.
+//! bytes) to an on-disk backend, drops the store, then runs the binary
+//! `theta_reopen_child` (`tests/src/bin/theta_reopen_child.rs`) that opens the
+//! same directory and dumps every snapshot it finds. The parent requires the
+//! dump to be byte-identical to what it wrote, every snapshot to open as an
+//! envelope of the test's actor type, the listing to be exactly the live set,
+//! and every deleted id to read as not found in the child.
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::within;
 use theta::ActorId;
-use theta::persistence::{PersistentStorage, SharedStorage, SnapshotNotFound, envelope};
+use theta::persistence::{PersistentStorage, SharedStorage, envelope};
 use theta_persistence_fs::FsStorage;
 use theta_persistence_sled::SledStorage;
 
-const CHILD_ENV: &str = "THETA_REOPEN_CHILD";
-const DIR_ENV: &str = "THETA_REOPEN_DIR";
 const ACTOR_TYPE: uuid::Uuid = uuid::uuid!("7e0be7e0-0000-4000-8000-0000000007e0");
 /// Snapshots written per backend.
 const N: u64 = 40;
@@ -37,14 +33,6 @@ impl Backend {
         match self {
             Backend::Fs => "fs",
             Backend::Sled => "sled",
-        }
-    }
-
-    fn parse(name: &str) -> Backend {
-        match name {
-            "fs" => Backend::Fs,
-            "sled" => Backend::Sled,
-            other => panic!("unknown backend {other:?}"),
         }
     }
 
@@ -111,21 +99,19 @@ async fn populate(storage: &SharedStorage) -> BTreeMap<ActorId, Vec<u8>> {
     expected
 }
 
-fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        write!(out, "{b:02x}").unwrap();
-    }
-    out
+/// The ids `populate` deletes.
+fn deleted() -> Vec<ActorId> {
+    (0..N).step_by(7).map(id).collect()
 }
 
-/// Runs the child on `dir` to completion.
-async fn run_child(backend: Backend, dir: &Path) -> std::process::Output {
-    let mut command = Command::new(std::env::current_exe().expect("test binary"));
+/// Runs the child binary on `dir` to completion; it also reads each of
+/// `absent` and reports it only if the read says not found.
+async fn run_child(backend: Backend, dir: &Path, absent: &[ActorId]) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_theta_reopen_child"));
     command
-        .args(["--exact", "child_dump", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, backend.name())
-        .env(DIR_ENV, dir);
+        .arg(backend.name())
+        .arg(dir)
+        .args(absent.iter().map(ToString::to_string));
     within(
         "the child process",
         tokio::task::spawn_blocking(move || command.output()),
@@ -135,9 +121,28 @@ async fn run_child(backend: Backend, dir: &Path) -> std::process::Output {
     .expect("running the child")
 }
 
-/// Runs the child on `dir` and parses its dump: `id -> bytes`.
-async fn dump_in_child(backend: Backend, dir: &Path) -> BTreeMap<ActorId, Vec<u8>> {
-    let output = run_child(backend, dir).await;
+/// What the child saw.
+#[derive(Debug, Default)]
+struct Dump {
+    /// `id -> bytes` of every listed snapshot.
+    bytes: BTreeMap<ActorId, Vec<u8>>,
+    /// `id -> the actor type its envelope names`, or the error opening it.
+    opened: BTreeMap<ActorId, Result<String, String>>,
+    /// The ids the child read as not found.
+    absent: BTreeSet<ActorId>,
+}
+
+fn parse_hex(hex: &str) -> Vec<u8> {
+    assert!(hex.len().is_multiple_of(2), "odd hex length {}", hex.len());
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+/// Runs the child on `dir` and parses its dump; the child must succeed.
+async fn dump_in_child(backend: Backend, dir: &Path) -> Dump {
+    let output = run_child(backend, dir, &deleted()).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -145,22 +150,29 @@ async fn dump_in_child(backend: Backend, dir: &Path) -> BTreeMap<ActorId, Vec<u8
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
-    let mut dump = BTreeMap::new();
+    let mut dump = Dump::default();
     let mut done = false;
     for line in stdout.lines() {
-        let mut words = line.split_whitespace();
+        assert!(!done, "output after DONE: {line:?}");
+        let mut words = line.splitn(5, ' ');
         match words.next() {
             Some("SNAP") => {
                 let id: ActorId = words.next().unwrap().parse().unwrap();
-                let hex = words.next().unwrap_or("");
-                let bytes = (0..hex.len())
-                    .step_by(2)
-                    .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-                    .collect();
-                assert!(dump.insert(id, bytes).is_none(), "{id} listed twice");
+                let bytes = parse_hex(words.next().unwrap());
+                let verdict = match (words.next(), words.next()) {
+                    (Some("TYPE"), Some(t)) => Ok(t.to_owned()),
+                    (Some("BAD"), Some(e)) => Err(e.to_owned()),
+                    other => panic!("{id}: no envelope verdict: {other:?}"),
+                };
+                assert!(dump.bytes.insert(id, bytes).is_none(), "{id} listed twice");
+                dump.opened.insert(id, verdict);
+            }
+            Some("ABSENT") => {
+                let id: ActorId = words.next().unwrap().parse().unwrap();
+                assert!(dump.absent.insert(id), "{id} reported absent twice");
             }
             Some("DONE") => done = true,
-            _ => {}
+            _ => panic!("unexpected line from the child: {line:?}"),
         }
     }
     assert!(done, "the child did not finish its dump:\n{stdout}");
@@ -202,19 +214,32 @@ async fn write_then_reopen_elsewhere(backend: Backend) {
     // releases its lock (the child's open waits for that).
     drop(storage);
 
-    let dumped = dump_in_child(backend, &dir).await;
-    let diffs = differences(&expected, &dumped);
+    let dump = dump_in_child(backend, &dir).await;
+    let diffs = differences(&expected, &dump.bytes);
     assert!(
         diffs.is_empty(),
         "{}:\n{}",
         backend.name(),
         diffs.join("\n")
     );
+    // Each snapshot opens (checksum verified, as a restore requires) and names
+    // the test's actor type.
+    let want_type = ACTOR_TYPE.to_string();
+    for (id, opened) in &dump.opened {
+        assert_eq!(opened.as_deref(), Ok(want_type.as_str()), "{id}");
+    }
+    // Deleted ids read as not found in the new process, not as empty bytes.
+    assert_eq!(
+        dump.absent,
+        deleted().into_iter().collect::<BTreeSet<_>>(),
+        "{}: the deleted ids the child read as absent",
+        backend.name()
+    );
     eprintln!(
         "{}: {} snapshots ({} bytes) identical in a new process",
         backend.name(),
-        dumped.len(),
-        dumped.values().map(Vec::len).sum::<usize>()
+        dump.bytes.len(),
+        dump.bytes.values().map(Vec::len).sum::<usize>()
     );
 }
 
@@ -251,10 +276,24 @@ async fn a_changed_byte_on_disk_is_reported() {
     bytes[last] ^= 0x01;
     std::fs::write(&path, bytes).unwrap();
 
-    let dumped = dump_in_child(Backend::Fs, &dir).await;
-    let diffs = differences(&expected, &dumped);
+    let dump = dump_in_child(Backend::Fs, &dir).await;
+    let diffs = differences(&expected, &dump.bytes);
     assert_eq!(diffs.len(), 1, "{diffs:?}");
     assert!(diffs[0].starts_with(&victim.to_string()), "{diffs:?}");
+    // The damaged snapshot is the one that no longer opens, on its checksum;
+    // the others still do.
+    for (id, opened) in &dump.opened {
+        if *id == victim {
+            let err = opened.as_ref().expect_err("the damaged snapshot opened");
+            assert!(err.contains("checksum"), "{id}: {err}");
+        } else {
+            assert_eq!(
+                opened.as_deref(),
+                Ok(ACTOR_TYPE.to_string().as_str()),
+                "{id}"
+            );
+        }
+    }
 }
 
 /// sled drops every entry after a damaged byte of its log: a new process must
@@ -274,7 +313,7 @@ async fn a_truncated_sled_log_is_refused_in_a_new_process() {
     log.set_len(len / 2).unwrap();
     drop(log);
 
-    let output = run_child(Backend::Sled, &dir).await;
+    let output = run_child(Backend::Sled, &dir, &[]).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "the child opened a damaged store");
     assert!(
@@ -288,38 +327,4 @@ async fn a_truncated_sled_log_is_refused_in_a_new_process() {
         stderr.contains(&format!("{} snapshots", expected.len())),
         "the error names what was stored: {stderr}"
     );
-}
-
-/// The child: only acts when `THETA_REOPEN_CHILD` is set. Opens the directory,
-/// lists it, and prints every snapshot as hex; also checks each one opens as an
-/// envelope of the test's actor type, since a verified checksum is what a
-/// restore would require.
-#[tokio::test]
-async fn child_dump() {
-    let Ok(backend) = std::env::var(CHILD_ENV) else {
-        return;
-    };
-    let dir = PathBuf::from(std::env::var(DIR_ENV).expect("child needs THETA_REOPEN_DIR"));
-    let storage = Backend::parse(&backend).open(&dir);
-    let mut listed = within("list", storage.try_list()).await.expect("list");
-    listed.sort();
-    // libtest has printed `test child_dump ... ` without a newline.
-    println!();
-    for id in listed {
-        let bytes = within("read", storage.try_read(id))
-            .await
-            .unwrap_or_else(|e| panic!("{id} listed but unreadable: {e:#}"));
-        println!("SNAP {id} {}", hex(&bytes));
-        if let Ok((header, _)) = envelope::open(&bytes, envelope::DEFAULT_MAX_PAYLOAD) {
-            assert_eq!(header.actor_type, ACTOR_TYPE, "{id}");
-        }
-    }
-    // Deleted ids read as absent, not as empty bytes.
-    for i in (0..N).step_by(7) {
-        match within("read", storage.try_read(id(i))).await {
-            Err(e) if e.is::<SnapshotNotFound>() => {}
-            other => panic!("deleted {} reads as {other:?}", id(i)),
-        }
-    }
-    println!("DONE");
 }

@@ -1,10 +1,12 @@
 //! Stopping: from inside, by dropping refs, and by shutting the tree down.
 
 mod common;
+mod probe;
 
 use std::time::Duration;
 
-use common::{Event, Get, Hang, ProbeArgs, Push, SpawnChild, StopSelf, events, within};
+use common::within;
+use probe::{Event, Get, Hang, ProbeArgs, Push, SpawnChild, StopSelf, events};
 use theta::prelude::*;
 
 #[tokio::test]
@@ -18,7 +20,7 @@ async fn stop_from_inside_a_handler_does_not_deadlock() {
             *e == Event::Exited("self-stop", ExitReason::Stopped)
         })
         .await;
-    assert!(probe.tell(Push(1)).is_err());
+    assert_eq!(probe.tell(Push(1)), Err(SendError { id: probe.id() }));
 }
 
 #[tokio::test]
@@ -35,11 +37,23 @@ async fn dropping_the_last_ref_drains_the_mailbox_then_runs_on_exit() {
         ExitReason::RefsDropped
     );
     assert!(weak.upgrade().is_none());
-    events
-        .until("on_exit", |e| {
-            *e == Event::Exited("dropped", ExitReason::RefsDropped)
+    // Every told message was handled, in order, before `on_exit`.
+    let exit_log = events
+        .until("on_exit's log", |e| {
+            matches!(e, Event::ExitLog { tag: "dropped", .. })
         })
         .await;
+    assert_eq!(
+        exit_log,
+        Event::ExitLog {
+            tag: "dropped",
+            log: (0..100).collect()
+        }
+    );
+    assert_eq!(
+        events.next().await,
+        Event::Exited("dropped", ExitReason::RefsDropped)
+    );
 }
 
 #[tokio::test]

@@ -2,10 +2,12 @@
 //! actors, scale.
 
 mod common;
+mod probe;
 
 use std::time::Duration;
 
-use common::{Get, Hang, ProbeArgs, Push, events, within};
+use common::within;
+use probe::{Get, Hang, ProbeArgs, Push, events};
 use theta::prelude::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

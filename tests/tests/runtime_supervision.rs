@@ -1,10 +1,13 @@
 //! Supervision: panics are caught, parents decide, limits stop hot loops.
 
 mod common;
+mod probe;
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-use common::{Event, Get, Panic, ProbeArgs, Push, SpawnChild, events, within};
+use common::within;
+use probe::{Event, Events, Get, Panic, Probe, ProbeArgs, Push, SpawnChild, events};
 use theta::prelude::*;
 use theta::{FailureCause, FailurePhase};
 
@@ -140,8 +143,16 @@ async fn panic_in_a_top_level_actor_stops_it() {
     let probe = RootContext::default().spawn(ProbeArgs::new("top", tx));
     probe.tell(Panic).unwrap();
     let reason = within("stop", probe.stopped()).await;
-    assert!(matches!(reason, ExitReason::Failed(_)));
-    assert!(probe.tell(Push(1)).is_err());
+    let ExitReason::Failed(failure) = reason else {
+        panic!("expected a failure, got {reason:?}");
+    };
+    assert_eq!(failure.actor_id(), probe.id());
+    assert_eq!(failure.phase(), FailurePhase::Handler);
+    assert_eq!(
+        failure.cause(),
+        &FailureCause::Panic("top was told to panic".into())
+    );
+    assert_eq!(probe.tell(Push(1)), Err(SendError { id: probe.id() }));
 }
 
 #[tokio::test]
@@ -150,4 +161,50 @@ async fn ask_to_a_panicking_handler_fails_instead_of_hanging() {
     let probe = RootContext::default().spawn(ProbeArgs::new("top", tx));
     let err = within("ask", probe.ask(Panic)).await.unwrap_err();
     assert_eq!(err, AskError::NoReply(probe.id()));
+}
+
+/// Panics `child` in a handler and waits until its parent has restarted it.
+async fn panic_then_restart(child: &ActorRef<Probe>, events: &mut Events) {
+    child.tell(Panic).unwrap();
+    events
+        .until("restart", |e| *e == Event::Restarted("child"))
+        .await;
+    within("alive after the restart", child.ask(Get))
+        .await
+        .unwrap();
+}
+
+/// The restart limit (the probe's: 3 within 60 s) counts only the restarts
+/// inside its window: once the window has passed the first three, three more
+/// are allowed; a fourth inside the window stops the actor (paused clock).
+#[tokio::test(start_paused = true)]
+async fn the_restart_limit_window_resets_after_it_passes() {
+    let (tx, mut events) = events();
+    let root = RootContext::default();
+    let parent = root.spawn(ProbeArgs::new("parent", tx.clone()));
+    let child_args = ProbeArgs::new("child", tx);
+    let inits = child_args.inits.clone();
+    let child = within("spawn", parent.ask(SpawnChild(child_args)))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        panic_then_restart(&child, &mut events).await;
+    }
+    tokio::time::advance(Duration::from_secs(61)).await;
+    for _ in 0..3 {
+        panic_then_restart(&child, &mut events).await;
+    }
+    assert_eq!(
+        inits.load(Ordering::SeqCst),
+        7,
+        "the first start and six restarts"
+    );
+    child.tell(Panic).unwrap();
+    let reason = within("child stop", child.stopped()).await;
+    let ExitReason::RestartLimit(failure) = reason else {
+        panic!("a fourth failure inside the window must hit the limit, got {reason:?}");
+    };
+    assert_eq!(failure.actor_id(), child.id());
+    assert_eq!(failure.phase(), FailurePhase::Handler);
+    assert_eq!(inits.load(Ordering::SeqCst), 7);
 }

@@ -3,13 +3,14 @@
 //! paused where idle time matters; every wait is on an event, under a timeout.
 
 mod common;
+mod fault_storage;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::storage::FaultStorage;
 use common::within;
+use fault_storage::FaultStorage;
 use serde::{Deserialize, Serialize};
 use theta::persistence::{
     MemoryStorage, PersistenceError, PersistentActor, SharedStorage, SnapshotPolicy, VirtualActors,

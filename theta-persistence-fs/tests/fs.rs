@@ -1631,7 +1631,13 @@ mod failpoints {
                 written.push((id, bytes));
             }
             if round < 2 {
-                assert!(t(store.checkpoint()).await.is_err());
+                match t(store.checkpoint()).await {
+                    Err(FsError::Io { path, source, .. }) => {
+                        assert_eq!(path, dir.path().join("journal/START"));
+                        assert_eq!(source.raw_os_error(), Some(EIO));
+                    }
+                    other => panic!("expected the segment removal's error, got {other:?}"),
+                }
             }
         }
         // Forget the files, to be sure what reopens comes from the journal.

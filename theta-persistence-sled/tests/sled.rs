@@ -682,7 +682,67 @@ async fn large_snapshots_live_in_synced_blob_files() {
     assert!(blobs >= 1, "a 1 MiB value should be a blob file");
     within(storage.close()).await.unwrap();
     let storage = SledStorage::open(&path).unwrap();
-    assert!(read(&storage, id).await == bytes);
+    assert_eq!(read(&storage, id).await, bytes);
+}
+
+/// The `fsync`s after sled's own flush (the file-sync path: the log, the blob
+/// files written since the last flush, the blob directory) are part of every
+/// acknowledgement. When they fail (here the blob directory is replaced by a
+/// file, so it cannot be listed) the write is not acknowledged, the store
+/// refuses writes until it is opened again, and what was acknowledged before
+/// reads back after the reopen.
+#[tokio::test]
+async fn a_failed_file_sync_fails_the_write_and_poisons_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let storage = SledStorage::open(&path).unwrap();
+    let kept = snapshot(id(1), 1, b"kept");
+    write(&storage, id(1), kept.clone()).await;
+    let blobs = path.join("blobs");
+    let moved = dir.path().join("moved-blobs");
+    std::fs::rename(&blobs, &moved).unwrap();
+    std::fs::write(&blobs, b"not a directory").unwrap();
+
+    let refused = snapshot(id(1), 2, b"refused");
+    let err = within(storage.try_write(id(1), refused.clone()))
+        .await
+        .unwrap_err();
+    match err.downcast_ref::<SledError>() {
+        Some(SledError::Flush {
+            location,
+            source: sled::Error::Io(e),
+        }) => {
+            assert_eq!(location, storage.location());
+            assert_eq!(e.kind(), std::io::ErrorKind::NotADirectory, "{e}");
+        }
+        other => panic!("expected the file sync's error, got {other:?}: {err:#}"),
+    }
+    // Poisoned: a write of another id is refused too, naming the first failure.
+    let err = within(storage.try_write(id(2), snapshot(id(2), 1, b"x")))
+        .await
+        .unwrap_err();
+    match err.downcast_ref::<SledError>() {
+        Some(SledError::Poisoned { location, cause }) => {
+            assert_eq!(location, storage.location());
+            assert!(cause.to_lowercase().contains("not a directory"), "{cause}");
+        }
+        other => panic!("expected Poisoned, got {other:?}: {err:#}"),
+    }
+
+    std::fs::remove_file(&blobs).unwrap();
+    std::fs::rename(&moved, &blobs).unwrap();
+    drop(storage);
+    let storage = SledStorage::open(&path).unwrap();
+    // The refused write may have reached the disk; the acknowledged one is
+    // never lost, and what reads is whole.
+    let stored = read(&storage, id(1)).await;
+    assert!(
+        stored == kept || stored == refused,
+        "{} bytes that are neither the acknowledged nor the refused snapshot",
+        stored.len()
+    );
+    write(&storage, id(2), snapshot(id(2), 1, b"x")).await;
+    assert_eq!(read(&storage, id(2)).await, snapshot(id(2), 1, b"x"));
 }
 
 // --- sharing a sled database -------------------------------------------------

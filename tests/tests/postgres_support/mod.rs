@@ -6,13 +6,8 @@
 //! `CI=true` it fails instead, so CI never passes a postgres suite that did not
 //! run.
 
-#![allow(dead_code)]
-
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
-
-use theta::persistence::conformance::Harness;
-use theta_persistence_postgres::PostgresStorage;
 
 /// The server the suite uses unless `THETA_POSTGRES_URL` names another.
 pub const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -97,6 +92,10 @@ pub fn redact(url: &str) -> String {
 }
 
 /// A fresh schema name, unique across processes and runs.
+#[allow(
+    dead_code,
+    reason = "postgres_crash needs only `server`: theta_crash makes and drops its schema"
+)]
 pub fn fresh_schema(prefix: &str) -> String {
     format!(
         "{prefix}_{}",
@@ -106,6 +105,10 @@ pub fn fresh_schema(prefix: &str) -> String {
 
 /// Drops `schemas` on the server at `url` (from a thread of its own, so this
 /// works from `Drop` and inside a runtime).
+#[allow(
+    dead_code,
+    reason = "postgres_crash needs only `server`: theta_crash makes and drops its schema"
+)]
 pub fn drop_schemas(url: &str, schemas: Vec<String>) {
     if schemas.is_empty() {
         return;
@@ -134,89 +137,15 @@ pub fn drop_schemas(url: &str, schemas: Vec<String>) {
 }
 
 /// A plain client of the server, for tests that look at or damage the tables.
+#[allow(
+    dead_code,
+    reason = "postgres_storage and conformance_postgres use it; model_storage, \
+              postgres_crash and postgres_two_process do not"
+)]
 pub async fn client(url: &str) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .expect("connecting to the test server");
     tokio::spawn(connection);
     client
-}
-
-/// The conformance harness: each `open` is a new store in a schema of its own
-/// (so tests run in parallel on one server), dropped with the harness.
-pub struct Pg {
-    url: String,
-    schemas: Mutex<Vec<String>>,
-}
-
-impl Pg {
-    /// `None` (after the skip line) without a server.
-    pub fn new() -> Option<Self> {
-        Some(Self {
-            url: server()?,
-            schemas: Mutex::default(),
-        })
-    }
-
-    fn last_schema(&self) -> anyhow::Result<String> {
-        self.schemas
-            .lock()
-            .unwrap()
-            .last()
-            .cloned()
-            .ok_or_else(|| anyhow::anyhow!("nothing was opened"))
-    }
-
-    async fn connect(&self, schema: &str) -> anyhow::Result<PostgresStorage> {
-        Ok(PostgresStorage::builder(&self.url)
-            .schema(schema)
-            .pool_size(8)
-            .connect()
-            .await?)
-    }
-}
-
-impl Drop for Pg {
-    fn drop(&mut self) {
-        let schemas = std::mem::take(&mut *self.schemas.lock().unwrap());
-        drop_schemas(&self.url, schemas);
-    }
-}
-
-impl Harness for Pg {
-    type Storage = PostgresStorage;
-
-    async fn open(&self) -> anyhow::Result<PostgresStorage> {
-        let schema = fresh_schema("theta_kit");
-        self.schemas.lock().unwrap().push(schema.clone());
-        self.connect(&schema).await
-    }
-
-    async fn reopen(&self, storage: PostgresStorage) -> anyhow::Result<PostgresStorage> {
-        use theta::persistence::PersistentStorage;
-        storage.try_close().await?;
-        self.connect(&self.last_schema()?).await
-    }
-
-    /// What a crash or another program leaves in a database: an id claimed
-    /// but never written, a tombstone, the lease of a dead owner, and a table
-    /// of another layout beside ours with rows of its own.
-    async fn litter(&self, storage: &PostgresStorage) -> anyhow::Result<()> {
-        let client = client(&self.url).await;
-        let table = storage.qualified_table().to_owned();
-        let (schema, name) = table.split_once('.').expect("schema.table");
-        client
-            .batch_execute(&format!(
-                "INSERT INTO \"{schema}\".\"{name}\" (id, claimed_epoch, holder) \
-                   VALUES (gen_random_uuid(), 7, gen_random_uuid()); \
-                 INSERT INTO \"{schema}\".\"{name}\" (id, epoch, sequence, claimed_epoch) \
-                   VALUES (gen_random_uuid(), 3, 9, 3); \
-                 INSERT INTO \"{schema}\".\"{name}_owners\" (owner, expires_at) \
-                   VALUES (gen_random_uuid(), now() - interval '1 hour'); \
-                 CREATE TABLE \"{schema}\".\"{name}_old\" (id text PRIMARY KEY, data text); \
-                 INSERT INTO \"{schema}\".\"{name}_old\" VALUES ('junk', 'not a snapshot');"
-            ))
-            .await?;
-        Ok(())
-    }
 }

@@ -123,7 +123,11 @@ pub enum Case {
     DeleteSemantics,
     /// A lower sequence number than the stored one is refused; the newer stays.
     StaleWriteRefused,
-    /// Two concurrent writers of one id: the higher sequence survives.
+    /// Two concurrent writers of one id, higher and lower sequence, each
+    /// submitted first in half of the rounds: the higher survives, whole; the
+    /// lower is refused as stale when the higher lands first, which must happen
+    /// at least once. Two concurrent writers of an equal sequence (other bytes),
+    /// in both orders: exactly one is accepted, the other refused as stale.
     ConcurrentWritersHigherWins,
     /// After reopening, every snapshot reads back identical.
     ReopenIdentical,
@@ -163,8 +167,8 @@ pub enum Case {
     /// `try_close` succeeds, later writes are refused, and what was written
     /// before is there after a reopen.
     CloseRefusesLaterWrites,
-    /// After a failed sync, writes are refused until the store is reopened;
-    /// nothing acknowledged is lost.
+    /// After a failed sync, writes are refused until the store is reopened and
+    /// `try_close` reports the failure; nothing acknowledged is lost.
     FailedSyncRefusesWrites,
 }
 
@@ -540,28 +544,107 @@ async fn stale<S: PersistentStorage>(s: S) -> Outcome<S> {
     Ok(s)
 }
 
+/// A write of the kit, boxed so two of them can race in [`race`].
+type Write<'a> = std::pin::Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'a>>;
+
+/// Runs two writes concurrently, `first` submitted (polled) first; their
+/// results in the same order.
+async fn race<'a>(
+    first: Write<'a>,
+    second: Write<'a>,
+) -> Result<(anyhow::Result<()>, anyhow::Result<()>), String> {
+    let [first, second]: [anyhow::Result<()>; 2] =
+        join_all(vec![first, second])
+            .await
+            .try_into()
+            .map_err(|_| "two racing writes did not give two results".to_string())?;
+    Ok((first, second))
+}
+
+/// Higher and lower sequence numbers racing, each submitted first in half of
+/// the rounds; then equal sequence numbers racing (two writers that both
+/// believe they own the next sequence), in both orders.
 async fn concurrent<S: PersistentStorage>(s: S) -> Outcome<S> {
     let id = ActorId::new_v4();
+    // Rounds where the higher write was submitted first and the lower refused:
+    // "the higher lands first" must have happened, or the refusal went untested.
+    let mut high_landed_first = 0;
     for round in 0..20u64 {
         let low = snapshot(round * 2 + 1, 512, round);
         let high = snapshot(round * 2 + 2, 512, round + 1000);
-        let (a, b) = (s.try_write(id, low), s.try_write(id, high.clone()));
-        let results = join_all(vec![
-            Box::pin(a) as std::pin::Pin<Box<dyn Future<Output = _> + Send>>,
-            Box::pin(b),
-        ])
-        .await;
-        if let Some(Err(e)) = results.get(1) {
-            return fail(format!("the higher write failed: {e:#}"));
-        }
-        if let Some(Err(e)) = results.first()
-            && !e.is::<StaleSnapshot>()
-        {
+        let high_first = round % 2 == 1;
+        let (low_write, high_write): (Write<'_>, Write<'_>) = (
+            Box::pin(s.try_write(id, low)),
+            Box::pin(s.try_write(id, high.clone())),
+        );
+        let (low_result, high_result) = if high_first {
+            let (high_result, low_result) = race(high_write, low_write).await?;
+            (low_result, high_result)
+        } else {
+            race(low_write, high_write).await?
+        };
+        let order = if high_first { "higher" } else { "lower" };
+        if let Err(e) = high_result {
             return fail(format!(
-                "the lower write failed with a non-stale error: {e:#}"
+                "round {round} ({order} submitted first): the higher write failed: {e:#}"
             ));
         }
+        match low_result {
+            // The lower landed first; the higher then replaced it.
+            Ok(()) => {}
+            Err(e) if e.is::<StaleSnapshot>() => high_landed_first += u32::from(high_first),
+            Err(e) => {
+                return fail(format!(
+                    "round {round} ({order} submitted first): the lower write failed with a \
+                     non-stale error: {e:#}"
+                ));
+            }
+        }
         same(id, &read(&s, id).await?, &high)?;
+    }
+    if high_landed_first == 0 {
+        return fail(
+            "in 10 rounds with the higher write submitted first, the lower one was never \
+             refused: the higher write never landed first",
+        );
+    }
+    // Equal sequence numbers, other bytes: exactly one write is accepted, the
+    // other refused as stale, and the stored bytes are the accepted one's.
+    for round in 0..10u64 {
+        let sequence = 100 + round;
+        let a = snapshot(sequence, 512, round + 2000);
+        let b = snapshot(sequence, 512, round + 3000);
+        let (a_write, b_write): (Write<'_>, Write<'_>) = (
+            Box::pin(s.try_write(id, a.clone())),
+            Box::pin(s.try_write(id, b.clone())),
+        );
+        let (a_result, b_result) = if round % 2 == 0 {
+            race(a_write, b_write).await?
+        } else {
+            let (b_result, a_result) = race(b_write, a_write).await?;
+            (a_result, b_result)
+        };
+        let stored = read(&s, id).await?;
+        match (a_result, b_result) {
+            (Ok(()), Err(e)) if e.is::<StaleSnapshot>() => same(id, &stored, &a)?,
+            (Err(e), Ok(())) if e.is::<StaleSnapshot>() => same(id, &stored, &b)?,
+            (Ok(()), Ok(())) => {
+                return fail(format!(
+                    "both concurrent writes of sequence {sequence} (other bytes) were accepted"
+                ));
+            }
+            (Err(a), Err(b)) => {
+                return fail(format!(
+                    "both concurrent writes of sequence {sequence} were refused: {a:#}; {b:#}"
+                ));
+            }
+            (Ok(()), Err(e)) | (Err(e), Ok(())) => {
+                return fail(format!(
+                    "a concurrent write of an equal sequence {sequence} was refused with a \
+                     non-stale error: {e:#}"
+                ));
+            }
+        }
     }
     Ok(s)
 }
@@ -711,7 +794,6 @@ async fn one_outcome<S: PersistentStorage>(s: S) -> Outcome<S> {
     for round in 0..20u64 {
         let low = snapshot(round * 2 + 1, 4096, round);
         let high = snapshot(round * 2 + 2, 4096, round + 1000);
-        type Write<'a> = std::pin::Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'a>>;
         let (a, b): (Write<'_>, Write<'_>) = (
             Box::pin(s.try_write(id, low.clone())),
             Box::pin(s.try_write(id, high.clone())),
@@ -1042,6 +1124,11 @@ async fn failed_sync<H: Harness>(harness: &H, s: H::Storage) -> Result<Verdict, 
     }
     if s.try_write(id, snapshot(3, 64, 3)).await.is_ok() {
         return fail("a write after a failed sync was accepted before a reopen");
+    }
+    // The close's final flush cannot succeed on a store whose sync failed: it
+    // reports that, as `try_close` promises.
+    if s.try_close().await.is_ok() {
+        return fail("close after a failed sync reported success");
     }
     let s = harness
         .reopen(s)
