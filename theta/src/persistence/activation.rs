@@ -270,9 +270,11 @@ pub(crate) struct PersistHooks<A: PersistentActor, I> {
     started: bool,
     runtime_args: A::RuntimeArgs,
     state: Arc<PersistState>,
-    auto: Option<AutoSave>,
+    /// Boxed, like `link`: most persistent actors have neither, and every live
+    /// actor's task carries these fields.
+    auto: Option<Box<AutoSave>>,
     /// The handle of a virtual actor; `None` once told the actor stopped.
-    link: Option<VirtualLink>,
+    link: Option<Box<VirtualLink>>,
     /// Messages the actor left unhandled when it stopped.
     unhandled: usize,
 }
@@ -292,8 +294,8 @@ impl<A: PersistentActor, I: ActorArgs<Actor = A>> PersistHooks<A, I> {
             started: false,
             runtime_args,
             state,
-            auto,
-            link,
+            auto: auto.map(Box::new),
+            link: link.map(Box::new),
             unhandled: 0,
         }
     }
