@@ -843,7 +843,6 @@ impl<A: PersistentActor> Inner<A> {
             }
             Err(err) => {
                 drop(shard);
-                self.gone();
                 tracing::warn!(actor.id = %id, error = %err, "virtual actor activation failed");
                 let source = Arc::new(err);
                 self.bounce(
@@ -853,6 +852,8 @@ impl<A: PersistentActor> Inner<A> {
                         source: Arc::clone(&source),
                     },
                 );
+                // After the count, as above.
+                self.gone();
             }
         }
     }
@@ -1015,8 +1016,10 @@ impl<A: PersistentActor> Gate for Inner<A> {
         }
         if self.closed.load(Ordering::Acquire) {
             drop(shard);
-            self.gone();
+            // Counted before the id stops counting as live: a shutdown that
+            // sees none live reads the dead letters complete.
             self.bounce(buffer, &VirtualError::Closed { id });
+            self.gone();
             return;
         }
         // Messages came while it was stopping: the next activation gets them.
