@@ -7,19 +7,27 @@
 //! - [`Tracker`] is the parent's view of a workload whose each key has at most
 //!   one operation in flight: after a kill, a key's recovered state must be its
 //!   last acknowledged state, or that state with the operation in flight applied.
+//! - [`report_sent`] and [`report_acked`] are the child's side of the protocol
+//!   ([`Tracker::replay`] reads it): one line per operation before it is sent,
+//!   `S <key> <op as JSON>`, and one after it is acknowledged,
+//!   `A <key> <state as JSON>`, each flushed into the pipe before going on.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
+use std::fmt::{Debug, Display};
 use std::hash::Hash;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
+use std::str::FromStr;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 /// SIGKILL's number.
 const SIGKILL: i32 = 9;
@@ -46,7 +54,10 @@ impl Child {
             .stderr(Stdio::inherit())
             .spawn()
             .with_context(|| format!("starting the child {}", exe.display()))?;
-        let stdout = child.stdout.take().context("the child has no stdout pipe")?;
+        let stdout = child
+            .stdout
+            .take()
+            .context("the child has no stdout pipe")?;
         let (tx, lines) = mpsc::channel();
         let reader = std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
@@ -166,8 +177,11 @@ pub enum Verdict {
     InFlightApplied,
 }
 
-impl<K: Eq + Hash + Clone + std::fmt::Debug, S: Clone + PartialEq + std::fmt::Debug, O: Clone + std::fmt::Debug>
-    Tracker<K, S, O>
+impl<K, S, O> Tracker<K, S, O>
+where
+    K: Eq + Hash + Clone + Debug,
+    S: Clone + PartialEq + Debug,
+    O: Clone + Debug,
 {
     /// A tracker whose keys start at `initial`.
     pub fn new(initial: impl IntoIterator<Item = (K, S)>, apply: fn(&S, &O) -> S) -> Self {
@@ -204,13 +218,14 @@ impl<K: Eq + Hash + Clone + std::fmt::Debug, S: Clone + PartialEq + std::fmt::De
     pub fn acknowledged(&mut self, key: &K, reported: &S) -> anyhow::Result<()> {
         let apply = self.apply;
         let track = self.get(key)?;
-        let Some(op) = track.in_flight.take() else {
+        let Some(op) = &track.in_flight else {
             bail!("an acknowledgement on {key:?} without an operation in flight");
         };
-        let next = apply(&track.acked, &op);
+        let next = apply(&track.acked, op);
         if next != *reported {
             bail!("{key:?}: {op:?} acknowledged {reported:?}, expected {next:?}");
         }
+        track.in_flight = None;
         track.acked = next;
         self.acked += 1;
         Ok(())
@@ -225,6 +240,45 @@ impl<K: Eq + Hash + Clone + std::fmt::Debug, S: Clone + PartialEq + std::fmt::De
     /// The tracked view of `key`.
     pub fn tracked(&self, key: &K) -> Option<&Tracked<S, O>> {
         self.keys.get(key)
+    }
+
+    /// Every key and its tracked view, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &Tracked<S, O>)> {
+        self.keys.iter()
+    }
+
+    /// `key`'s state if its operation in flight was applied (`None`: none in
+    /// flight, or an unknown key).
+    pub fn with_in_flight(&self, key: &K) -> Option<S> {
+        let track = self.keys.get(key)?;
+        track
+            .in_flight
+            .as_ref()
+            .map(|op| (self.apply)(&track.acked, op))
+    }
+
+    /// Applies one line of the child's report (see [`report_sent`] and
+    /// [`report_acked`]); a line that breaks the protocol is an error naming it.
+    pub fn replay(&mut self, line: &str) -> anyhow::Result<()>
+    where
+        K: FromStr,
+        S: DeserializeOwned,
+        O: DeserializeOwned,
+    {
+        let parsed = (|| {
+            let mut words = line.splitn(3, ' ');
+            let (kind, key, rest) = (words.next(), words.next(), words.next());
+            let key = key
+                .and_then(|key| key.parse::<K>().ok())
+                .context("no key")?;
+            let rest = rest.context("nothing after the key")?;
+            match kind {
+                Some("S") => self.sent(&key, serde_json::from_str(rest)?),
+                Some("A") => self.acknowledged(&key, &serde_json::from_str(rest)?),
+                _ => bail!("not a report"),
+            }
+        })();
+        parsed.with_context(|| format!("report line {line:?}"))
     }
 
     /// Checks `key`'s recovered state `found`: the acknowledged state, or that
@@ -252,6 +306,25 @@ impl<K: Eq + Hash + Clone + std::fmt::Debug, S: Clone + PartialEq + std::fmt::De
     }
 }
 
+/// Reports on stdout (flushed) that `op` is about to be sent to `key`.
+pub fn report_sent<K: Display, O: Serialize>(key: &K, op: &O) -> anyhow::Result<()> {
+    report('S', key, op)
+}
+
+/// Reports on stdout (flushed) that `key`'s operation was acknowledged with
+/// the resulting `state`.
+pub fn report_acked<K: Display, S: Serialize>(key: &K, state: &S) -> anyhow::Result<()> {
+    report('A', key, state)
+}
+
+fn report<K: Display, T: Serialize>(kind: char, key: &K, value: &T) -> anyhow::Result<()> {
+    let json = serde_json::to_string(value).context("encoding a report")?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{kind} {key} {json}")
+        .and_then(|()| out.flush())
+        .context("writing a report to stdout")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,14 +341,39 @@ mod tests {
         assert_eq!(tracker.check(&0, &10), Ok(Verdict::Acknowledged));
         assert_eq!(tracker.check(&0, &15), Ok(Verdict::InFlightApplied));
         assert!(tracker.check(&0, &11).is_err());
-        assert!(tracker.acknowledged(&0, &14).is_err(), "a wrong reported state");
+        assert!(
+            tracker.acknowledged(&0, &14).is_err(),
+            "a wrong reported state"
+        );
+        tracker.acknowledged(&0, &15).unwrap();
+        assert_eq!(tracker.check(&0, &15), Ok(Verdict::Acknowledged));
+        assert!(tracker.check(&0, &10).is_err(), "an acknowledged op lost");
+        assert_eq!(tracker.acked, 1);
+    }
+
+    #[test]
+    fn replayed_reports_follow_the_protocol() {
+        let mut tracker = Tracker::new([(7usize, 1i64)], add);
+        tracker.replay("S 7 4").unwrap();
+        assert_eq!(tracker.with_in_flight(&7), Some(5));
+        tracker.replay("A 7 5").unwrap();
+        assert_eq!(tracker.tracked(&7).unwrap().acked, 5);
+        for bad in ["A 7 5", "S 8 1", "S 7", "X 7 1", "S x 1", "S 7 one"] {
+            assert!(tracker.replay(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
     fn an_exit_is_not_a_kill() {
-        let exited = Command::new("/bin/sh").args(["-c", "exit 0"]).status().unwrap();
+        let exited = Command::new("/bin/sh")
+            .args(["-c", "exit 0"])
+            .status()
+            .unwrap();
         assert!(require_killed(exited).is_err());
-        let failed = Command::new("/bin/sh").args(["-c", "exit 3"]).status().unwrap();
+        let failed = Command::new("/bin/sh")
+            .args(["-c", "exit 3"])
+            .status()
+            .unwrap();
         assert!(require_killed(failed).is_err());
     }
 
