@@ -7,8 +7,8 @@
 //! - [`Tracker`] is the parent's view of a workload whose each key has at most
 //!   one operation in flight: after a kill, a key's recovered state must be its
 //!   last acknowledged state, or that state with the operation in flight applied.
-//! - [`report_sent`] and [`report_acked`] are the child's side of the protocol
-//!   ([`Tracker::replay`] reads it): one line per operation before it is sent,
+//! - [`Reports`] is the child's side of the protocol ([`Tracker::replay`]
+//!   reads it): one line per operation before it is sent,
 //!   `S <key> <op as JSON>`, and one after it is acknowledged,
 //!   `A <key> <state as JSON>`, each flushed into the pipe before going on.
 
@@ -28,6 +28,30 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+/// The line a child prints when its workload starts ([`run_and_kill`]).
+pub const READY: &str = "READY";
+
+/// Runs this executable again with `args`, waits (up to `ready_within`) for
+/// its [`READY`] line, lets it run for `kill_after`, then SIGKILLs it; its
+/// process id and the lines it wrote after `READY`. Fails if it exits by
+/// itself or never gets ready.
+pub fn run_and_kill<I, S>(
+    args: I,
+    ready_within: Duration,
+    kill_after: Duration,
+) -> anyhow::Result<(u32, Vec<String>)>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let exe = std::env::current_exe().context("finding this executable")?;
+    let child = Child::spawn(&exe, args)?;
+    child.wait_for(READY, ready_within)?;
+    std::thread::sleep(kill_after);
+    let id = child.id();
+    Ok((id, child.kill()?))
+}
 
 /// SIGKILL's number.
 const SIGKILL: i32 = 9;
@@ -168,6 +192,19 @@ pub struct Tracker<K, S, O> {
     pub acked: u64,
 }
 
+/// What [`Tracker::check_all`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Checked {
+    /// Keys checked.
+    pub keys: usize,
+    /// Keys that had an operation in flight.
+    pub in_flight: usize,
+    /// Of those, keys recovered with it applied.
+    pub in_flight_applied: usize,
+    /// One explanation per key in neither allowed state, or not recovered.
+    pub discrepancies: Vec<String>,
+}
+
 /// How a recovered state compares with what was acknowledged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -203,14 +240,17 @@ where
         }
     }
 
-    /// `op` was sent to `key`.
-    pub fn sent(&mut self, key: &K, op: O) -> anyhow::Result<()> {
+    /// `op` was sent to `key`; returns the state `key` is in once it is
+    /// acknowledged.
+    pub fn sent(&mut self, key: &K, op: O) -> anyhow::Result<S> {
+        let apply = self.apply;
         let track = self.get(key)?;
         if track.in_flight.is_some() {
             bail!("a second operation in flight on {key:?}");
         }
+        let next = apply(&track.acked, &op);
         track.in_flight = Some(op);
-        Ok(())
+        Ok(next)
     }
 
     /// `key`'s operation in flight was acknowledged with the resulting state
@@ -257,8 +297,33 @@ where
             .map(|op| (self.apply)(&track.acked, op))
     }
 
-    /// Applies one line of the child's report (see [`report_sent`] and
-    /// [`report_acked`]); a line that breaks the protocol is an error naming it.
+    /// Checks every key's recovered state (`found`); a tracked key missing
+    /// from `found`, or an unknown one in it, is a discrepancy too.
+    pub fn check_all<'a>(&self, found: impl IntoIterator<Item = (K, &'a S)>) -> Checked
+    where
+        S: 'a,
+    {
+        let mut checked = Checked::default();
+        let mut seen = std::collections::HashSet::new();
+        for (key, state) in found {
+            checked.keys += 1;
+            checked.in_flight += usize::from(self.with_in_flight(&key).is_some());
+            match self.check(&key, state) {
+                Ok(Verdict::Acknowledged) => {}
+                Ok(Verdict::InFlightApplied) => checked.in_flight_applied += 1,
+                Err(problem) => checked.discrepancies.push(problem),
+            }
+            seen.insert(key);
+        }
+        for key in self.keys.keys().filter(|key| !seen.contains(*key)) {
+            checked
+                .discrepancies
+                .push(format!("{key:?}: not recovered"));
+        }
+        checked
+    }
+
+    /// Applies one line of the child's report (see [`Reports`]); a line that breaks the protocol is an error naming it.
     pub fn replay(&mut self, line: &str) -> anyhow::Result<()>
     where
         K: FromStr,
@@ -273,7 +338,7 @@ where
                 .context("no key")?;
             let rest = rest.context("nothing after the key")?;
             match kind {
-                Some("S") => self.sent(&key, serde_json::from_str(rest)?),
+                Some("S") => self.sent(&key, serde_json::from_str(rest)?).map(drop),
                 Some("A") => self.acknowledged(&key, &serde_json::from_str(rest)?),
                 _ => bail!("not a report"),
             }
@@ -306,23 +371,39 @@ where
     }
 }
 
-/// Reports on stdout (flushed) that `op` is about to be sent to `key`.
-pub fn report_sent<K: Display, O: Serialize>(key: &K, op: &O) -> anyhow::Result<()> {
-    report('S', key, op)
+/// The child's side of the report protocol: lines on stdout, each flushed
+/// into the pipe before the caller goes on; or nothing, when disabled.
+#[derive(Debug, Clone, Copy)]
+pub struct Reports {
+    enabled: bool,
 }
 
-/// Reports on stdout (flushed) that `key`'s operation was acknowledged with
-/// the resulting `state`.
-pub fn report_acked<K: Display, S: Serialize>(key: &K, state: &S) -> anyhow::Result<()> {
-    report('A', key, state)
-}
+impl Reports {
+    /// Reports on stdout if `enabled`, else discards them.
+    pub fn stdout(enabled: bool) -> Self {
+        Self { enabled }
+    }
 
-fn report<K: Display, T: Serialize>(kind: char, key: &K, value: &T) -> anyhow::Result<()> {
-    let json = serde_json::to_string(value).context("encoding a report")?;
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{kind} {key} {json}")
-        .and_then(|()| out.flush())
-        .context("writing a report to stdout")
+    /// `op` is about to be sent to `key`.
+    pub fn sent<K: Display, O: Serialize>(&self, key: &K, op: &O) -> anyhow::Result<()> {
+        self.line('S', key, op)
+    }
+
+    /// `key`'s operation was acknowledged with the resulting `state`.
+    pub fn acked<K: Display, S: Serialize>(&self, key: &K, state: &S) -> anyhow::Result<()> {
+        self.line('A', key, state)
+    }
+
+    fn line<K: Display, T: Serialize>(&self, kind: char, key: &K, value: &T) -> anyhow::Result<()> {
+        if !self.enabled {
+            return Ok(());
+        }
+        let json = serde_json::to_string(value).context("encoding a report")?;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{kind} {key} {json}")
+            .and_then(|()| out.flush())
+            .context("writing a report to stdout")
+    }
 }
 
 #[cfg(test)]
@@ -336,7 +417,7 @@ mod tests {
     #[test]
     fn the_tracker_accepts_acknowledged_or_in_flight_and_nothing_else() {
         let mut tracker = Tracker::new([(0usize, 10i64)], add);
-        tracker.sent(&0, 5).unwrap();
+        assert_eq!(tracker.sent(&0, 5).unwrap(), 15);
         assert!(tracker.sent(&0, 1).is_err(), "one operation in flight");
         assert_eq!(tracker.check(&0, &10), Ok(Verdict::Acknowledged));
         assert_eq!(tracker.check(&0, &15), Ok(Verdict::InFlightApplied));
@@ -349,6 +430,30 @@ mod tests {
         assert_eq!(tracker.check(&0, &15), Ok(Verdict::Acknowledged));
         assert!(tracker.check(&0, &10).is_err(), "an acknowledged op lost");
         assert_eq!(tracker.acked, 1);
+    }
+
+    #[test]
+    fn check_all_counts_and_explains() {
+        let mut tracker = Tracker::new([(0usize, 0i64), (1, 0), (2, 0)], add);
+        tracker.sent(&0, 1).unwrap();
+        tracker.sent(&1, 1).unwrap();
+        let checked = tracker.check_all([(0, &1), (1, &0), (3, &0)]);
+        assert_eq!(
+            (checked.keys, checked.in_flight, checked.in_flight_applied),
+            (3, 2, 1)
+        );
+        assert_eq!(
+            checked.discrepancies.len(),
+            2,
+            "{:?}",
+            checked.discrepancies
+        );
+        assert!(
+            checked
+                .discrepancies
+                .iter()
+                .any(|d| d.contains("not recovered"))
+        );
     }
 
     #[test]

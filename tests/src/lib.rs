@@ -5,10 +5,13 @@
 //!   `sled:./dir`, `postgres://…`), whichever backend the cargo features
 //!   (`fs`, `sled`, `postgres`) compiled in;
 //! - [`crash`]: a child process to SIGKILL and a tracker of what it
-//!   acknowledged, to check what recovery finds.
+//!   acknowledged, to check what recovery finds;
+//! - [`bulk`]: one ask to each of many virtual actors (a census), a progress
+//!   bar, the peak resident set.
 //!
 //! It also carries the README's code blocks as doc tests.
 
+pub mod bulk;
 pub mod crash;
 pub mod store;
 
