@@ -33,7 +33,7 @@ use tokio::sync::Mutex;
 /// A bank ledger of persistent account actors.
 #[derive(Debug, Clone, Parser)]
 struct Cli {
-    /// The store: fs:DIR, fs+buffered:DIR, sled:DIR, postgres://…[?theta_schema=NAME], memory.
+    /// The store: fs:DIR, fs+buffered:DIR, sled:DIR or postgres://…[?theta_schema=NAME].
     #[arg(long, default_value = "fs:./theta-data")]
     store: String,
     /// Number of accounts.
