@@ -233,6 +233,12 @@ fn total<'a>(accounts: impl IntoIterator<Item = &'a Account>) -> i64 {
 /// again in a fresh runtime, check every account against what was acknowledged.
 async fn run(cli: &Cli, spec: &Spec) -> anyhow::Result<bool> {
     let (n, backend, clients) = (cli.accounts, spec.backend(), cli.clients);
+    let (cap, idle) = (cli.max_live, cli.idle_ms);
+    let mode = if cli.crash { " --crash" } else { "" };
+    if !cli.child {
+        println!("ledger{mode}: {n} accounts in {spec} ({backend} backend), {clients} clients");
+        println!("  at most {cap} accounts live, an account idle for {idle} ms is passivated");
+    }
     let (before, secs, _) = census(spec, cli).await?;
     let mut ledger = Tracker::new(before.iter().copied().enumerate(), Account::after);
     if cli.child {
@@ -241,18 +247,13 @@ async fn run(cli: &Cli, spec: &Spec) -> anyhow::Result<bool> {
         workload(&store, cli, ledger).await?;
         anyhow::bail!("the workload ended before the kill");
     }
-    let mode = if cli.crash { " --crash" } else { "" };
-    println!("ledger{mode}: {n} accounts in {spec} ({backend} backend), {clients} clients");
-    let (cap, idle) = (cli.max_live, cli.idle_ms);
-    println!("  at most {cap} accounts live, an account idle for {idle} ms is passivated");
     let (start, ops) = (total(&before), before.iter().map(|a| a.ops).sum::<u64>());
     println!("recovered {n} accounts in {secs:.2} s: total balance {start}, {ops} ops so far");
     let (ledger, mut discrepancies) = if cli.crash {
         let args = std::env::args().skip(1).filter(|a| a != "--crash");
         let args: Vec<String> = args.chain(["--child".into()]).collect();
         let after = Duration::from_millis(rand::random_range(1000..=3000));
-        let ready = Duration::from_secs(600);
-        let killed = tokio::task::block_in_place(|| crash::run_and_kill(args, ready, after));
+        let killed = tokio::task::block_in_place(|| crash::run_and_kill(args, after));
         let ((pid, lines), secs) = (killed?, after.as_secs_f64());
         println!("worker {pid} SIGKILLed {secs:.2} s into its workload");
         let replayed = lines.iter().filter_map(|line| ledger.replay(line).err());
@@ -270,8 +271,7 @@ async fn run(cli: &Cli, spec: &Spec) -> anyhow::Result<bool> {
     discrepancies.extend(checked.discrepancies);
     let acked = total(ledger.iter().map(|(_, track)| &track.acked));
     let (recovered, in_flight) = (total(&after), checked.in_flight);
-    let applied = checked.in_flight_applied;
-    let rss = peak_rss_mib().unwrap_or(f64::NAN);
+    let (applied, rss) = (checked.in_flight_applied, peak_rss_mib());
     println!(
         "  in flight at end   {in_flight:>10}  ({applied} of them changed the recovered state)
   balance at start   {start:>10}

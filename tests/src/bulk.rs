@@ -89,12 +89,12 @@ pub async fn show_for(length: Duration, visible: bool, message: impl Fn() -> Str
 }
 
 /// This process's peak resident set (`VmHWM` of `/proc/self/status`) in MiB;
-/// `None` where the kernel does not say.
-pub fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
-    let kib: f64 = line.trim().trim_end_matches("kB").trim().parse().ok()?;
-    Some(kib / 1024.0)
+/// NaN where the kernel does not say.
+pub fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:"));
+    let kib = line.and_then(|l| l.trim().trim_end_matches("kB").trim().parse::<f64>().ok());
+    kib.map_or(f64::NAN, |kib| kib / 1024.0)
 }
 
 #[cfg(test)]
@@ -103,7 +103,7 @@ mod tests {
 
     #[test]
     fn the_peak_resident_set_is_read_on_linux() {
-        let mib = peak_rss_mib().expect("VmHWM in /proc/self/status");
+        let mib = peak_rss_mib();
         assert!(mib > 0.1 && mib < 1e6, "{mib}");
     }
 }

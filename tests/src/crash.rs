@@ -32,22 +32,22 @@ use serde::de::DeserializeOwned;
 /// The line a child prints when its workload starts ([`run_and_kill`]).
 pub const READY: &str = "READY";
 
-/// Runs this executable again with `args`, waits (up to `ready_within`) for
+/// How long [`run_and_kill`] waits for the child's [`READY`] (its recovery
+/// may take a while: a million actors, a slow disk).
+pub const READY_WITHIN: Duration = Duration::from_secs(600);
+
+/// Runs this executable again with `args`, waits (up to [`READY_WITHIN`]) for
 /// its [`READY`] line, lets it run for `kill_after`, then SIGKILLs it; its
 /// process id and the lines it wrote after `READY`. Fails if it exits by
 /// itself or never gets ready.
-pub fn run_and_kill<I, S>(
-    args: I,
-    ready_within: Duration,
-    kill_after: Duration,
-) -> anyhow::Result<(u32, Vec<String>)>
+pub fn run_and_kill<I, S>(args: I, kill_after: Duration) -> anyhow::Result<(u32, Vec<String>)>
 where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
     let exe = std::env::current_exe().context("finding this executable")?;
     let child = Child::spawn(&exe, args)?;
-    child.wait_for(READY, ready_within)?;
+    child.wait_for(READY, READY_WITHIN)?;
     std::thread::sleep(kill_after);
     let id = child.id();
     Ok((id, child.kill()?))
