@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::{Context as _, bail};
 use theta::ActorId;
 use theta::persistence::{
-    Claim, ClaimMode, MemoryStorage, OwnerId, PersistentStorage, SharedStorage,
+    Claim, ClaimMode, MemoryStorage, OwnerId, PersistentStorage, SharedStorage, SnapshotPolicy,
 };
 
 /// A parsed store spec.
@@ -125,9 +125,9 @@ impl Spec {
                 url: url.to_owned(),
                 schema: Some(schema_for(dir)),
             },
-            other => bail!(
-                "unknown backend {other:?} (known: fs, fs-buffered, sled, postgres, memory)"
-            ),
+            other => {
+                bail!("unknown backend {other:?} (known: fs, fs-buffered, sled, postgres, memory)")
+            }
         })
     }
 
@@ -301,6 +301,12 @@ impl Store {
         &self.storage
     }
 
+    /// A handle to this store (writes counted) whose actors use `policy`
+    /// instead of their type's.
+    pub fn with_policy(&self, policy: SnapshotPolicy) -> SharedStorage {
+        SharedStorage::new(self.clone()).with_policy(policy)
+    }
+
     /// Snapshots written (acknowledged) through this handle and its clones.
     pub fn writes(&self) -> u64 {
         self.writes.load(Ordering::Relaxed)
@@ -394,7 +400,12 @@ impl PersistentStorage for Store {
         self.storage.try_claim(id, owner, mode).await
     }
 
-    async fn try_release(&self, id: ActorId, owner: OwnerId, epoch: u64) -> Result<(), anyhow::Error> {
+    async fn try_release(
+        &self,
+        id: ActorId,
+        owner: OwnerId,
+        epoch: u64,
+    ) -> Result<(), anyhow::Error> {
         self.storage.try_release(id, owner, epoch).await
     }
 
@@ -428,7 +439,9 @@ mod tests {
         );
         assert_eq!(
             Spec::parse("sled:./dir").unwrap(),
-            Spec::Sled { dir: "./dir".into() }
+            Spec::Sled {
+                dir: "./dir".into()
+            }
         );
         assert_eq!(
             Spec::parse("postgres://u:pw@h:5432/db?sslmode=disable&theta_schema=s1").unwrap(),
