@@ -15,37 +15,24 @@ use std::process::Command;
 use common::within;
 use theta::ActorId;
 use theta::persistence::{PersistentStorage, SharedStorage, envelope};
-use theta_persistence_fs::FsStorage;
-use theta_persistence_sled::SledStorage;
+use theta_tests::store::{Spec, Store};
 
 const ACTOR_TYPE: uuid::Uuid = uuid::uuid!("7e0be7e0-0000-4000-8000-0000000007e0");
 /// Snapshots written per backend.
 const N: u64 = 40;
 
-#[derive(Debug, Clone, Copy)]
-enum Backend {
-    Fs,
-    Sled,
-}
+/// A backend, by its name in `theta_tests::store` (`fs` or `sled`).
+type Backend = &'static str;
 
-impl Backend {
-    fn name(self) -> &'static str {
-        match self {
-            Backend::Fs => "fs",
-            Backend::Sled => "sled",
-        }
-    }
-
-    fn open(self, dir: &Path) -> SharedStorage {
-        match self {
-            Backend::Fs => SharedStorage::new(FsStorage::open(dir).expect("opening fs store")),
-            // PowerLoss (the default): every acknowledged write is flushed and
-            // fsync'd; the open checks the tree against what was acknowledged.
-            Backend::Sled => SharedStorage::new(
-                SledStorage::open(dir).unwrap_or_else(|e| panic!("opening sled store: {e}")),
-            ),
-        }
-    }
+/// Opens the store of `backend` in `dir` through the tests crate's one store
+/// opener (the default durability: every acknowledged write synced).
+fn open(backend: Backend, dir: &Path) -> SharedStorage {
+    let spec = Spec::for_backend(backend, dir, "")
+        .unwrap_or_else(|e| panic!("the {backend} store spec: {e:#}"));
+    Store::open(spec)
+        .unwrap_or_else(|e| panic!("opening the {backend} store: {e:#}"))
+        .storage()
+        .clone()
 }
 
 /// Ids that share long prefixes and differ in their first and last bytes.
@@ -109,7 +96,7 @@ fn deleted() -> Vec<ActorId> {
 async fn run_child(backend: Backend, dir: &Path, absent: &[ActorId]) -> std::process::Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_theta_reopen_child"));
     command
-        .arg(backend.name())
+        .arg(backend)
         .arg(dir)
         .args(absent.iter().map(ToString::to_string));
     within(
@@ -207,7 +194,7 @@ fn differences(
 async fn write_then_reopen_elsewhere(backend: Backend) {
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path().join("store");
-    let storage = backend.open(&dir);
+    let storage = open(backend, &dir);
     let expected = populate(&storage).await;
     assert_eq!(expected.len(), (N - N.div_ceil(7)) as usize);
     // The last handle: fs joins its committer and unlocks, sled flushes and
@@ -216,12 +203,7 @@ async fn write_then_reopen_elsewhere(backend: Backend) {
 
     let dump = dump_in_child(backend, &dir).await;
     let diffs = differences(&expected, &dump.bytes);
-    assert!(
-        diffs.is_empty(),
-        "{}:\n{}",
-        backend.name(),
-        diffs.join("\n")
-    );
+    assert!(diffs.is_empty(), "{}:\n{}", backend, diffs.join("\n"));
     // Each snapshot opens (checksum verified, as a restore requires) and names
     // the test's actor type.
     let want_type = ACTOR_TYPE.to_string();
@@ -233,11 +215,11 @@ async fn write_then_reopen_elsewhere(backend: Backend) {
         dump.absent,
         deleted().into_iter().collect::<BTreeSet<_>>(),
         "{}: the deleted ids the child read as absent",
-        backend.name()
+        backend
     );
     eprintln!(
         "{}: {} snapshots ({} bytes) identical in a new process",
-        backend.name(),
+        backend,
         dump.bytes.len(),
         dump.bytes.values().map(Vec::len).sum::<usize>()
     );
@@ -245,12 +227,12 @@ async fn write_then_reopen_elsewhere(backend: Backend) {
 
 #[tokio::test]
 async fn fs_snapshots_are_identical_in_a_new_process() {
-    write_then_reopen_elsewhere(Backend::Fs).await;
+    write_then_reopen_elsewhere("fs").await;
 }
 
 #[tokio::test]
 async fn sled_snapshots_are_identical_in_a_new_process() {
-    write_then_reopen_elsewhere(Backend::Sled).await;
+    write_then_reopen_elsewhere("sled").await;
 }
 
 /// The comparison can fail: damage one stored file behind the store's back and
@@ -259,7 +241,7 @@ async fn sled_snapshots_are_identical_in_a_new_process() {
 async fn a_changed_byte_on_disk_is_reported() {
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path().join("store");
-    let storage = Backend::Fs.open(&dir);
+    let storage = open("fs", &dir);
     let expected = populate(&storage).await;
     drop(storage);
 
@@ -276,7 +258,7 @@ async fn a_changed_byte_on_disk_is_reported() {
     bytes[last] ^= 0x01;
     std::fs::write(&path, bytes).unwrap();
 
-    let dump = dump_in_child(Backend::Fs, &dir).await;
+    let dump = dump_in_child("fs", &dir).await;
     let diffs = differences(&expected, &dump.bytes);
     assert_eq!(diffs.len(), 1, "{diffs:?}");
     assert!(diffs[0].starts_with(&victim.to_string()), "{diffs:?}");
@@ -302,7 +284,7 @@ async fn a_changed_byte_on_disk_is_reported() {
 async fn a_truncated_sled_log_is_refused_in_a_new_process() {
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path().join("store");
-    let storage = Backend::Sled.open(&dir);
+    let storage = open("sled", &dir);
     let expected = populate(&storage).await;
     drop(storage);
     let log = std::fs::OpenOptions::new()
@@ -313,7 +295,7 @@ async fn a_truncated_sled_log_is_refused_in_a_new_process() {
     log.set_len(len / 2).unwrap();
     drop(log);
 
-    let output = run_child(Backend::Sled, &dir, &[]).await;
+    let output = run_child("sled", &dir, &[]).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "the child opened a damaged store");
     assert!(

@@ -25,8 +25,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use theta::ActorId;
 use theta::persistence::{PersistentStorage, SharedStorage, SnapshotNotFound, envelope};
-use theta_persistence_fs::FsStorage;
-use theta_persistence_sled::SledStorage;
+use theta_tests::store::{Spec, Store};
 
 fn hex(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() * 2);
@@ -38,18 +37,8 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn open(backend: &str, dir: &std::path::Path) -> anyhow::Result<SharedStorage> {
-    Ok(match backend {
-        "fs" => SharedStorage::new(
-            FsStorage::open(dir).with_context(|| format!("opening fs store {}", dir.display()))?,
-        ),
-        // PowerLoss (the default): the open checks the tree against what was
-        // acknowledged.
-        "sled" => SharedStorage::new(
-            SledStorage::open(dir)
-                .with_context(|| format!("opening sled store {}", dir.display()))?,
-        ),
-        other => bail!("unknown backend {other:?} (fs or sled)"),
-    })
+    let spec = Spec::for_backend(backend, dir, "")?;
+    Ok(Store::open(spec)?.storage().clone())
 }
 
 async fn dump(backend: &str, dir: PathBuf, absent: Vec<ActorId>) -> anyhow::Result<()> {
