@@ -1,8 +1,10 @@
 //! Project automation, run as `cargo xtask <command>` (alias in `.cargo/config.toml`).
 //!
 //! - `test`: the full gate CI runs: fmt check, the architecture check (`arch`), clippy, every test (unit,
-//!   integration, doc, trybuild UI, feature-gated suites), then the docs with
-//!   warnings denied, then a short fuzz run (`fuzz`, 30 s per target).
+//!   integration, doc, trybuild UI, feature-gated suites), the ledger example's
+//!   `--crash` mode on a small fs store with accounts passivated throughout,
+//!   then the docs with warnings denied, then a short fuzz run (`fuzz`, 30 s
+//!   per target).
 //! - `ui [--bless]`: only the trybuild compile-fail/pass tests; `--bless`
 //!   regenerates their `.stderr` files.
 //! - `crash --backend fs|fs-buffered|sled|postgres --iterations N`: the long SIGKILL crash loop.
@@ -96,6 +98,44 @@ fn cargo(args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
         bail!("`cargo {}` failed ({status})", args.join(" "));
     }
     Ok(())
+}
+
+/// The main job's crash mode, small: a worker SIGKILLed while accounts are
+/// passivated all the time (a cap of 300 live out of 2,000, 50 ms idle), then
+/// every account checked against what was acknowledged. The example exits
+/// non-zero on any discrepancy.
+fn ledger_crash() -> Result<()> {
+    let dir = workspace_root().join("target").join("xtask-ledger-crash");
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("removing {}", dir.display())),
+    }
+    let store = format!("fs:{}", dir.display());
+    cargo(
+        &[
+            "run",
+            "-q",
+            "-p",
+            "theta-tests",
+            "--example",
+            "ledger",
+            "--",
+            "--crash",
+            "--accounts",
+            "2000",
+            "--max-live",
+            "300",
+            "--idle-ms",
+            "50",
+            "--clients",
+            "64",
+            "--store",
+            &store,
+        ],
+        &[],
+    )?;
+    std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))
 }
 
 /// The workspace root (the parent of this crate's directory).
@@ -196,6 +236,7 @@ fn test() -> Result<()> {
         &[],
     )?;
     cargo(&["test", "--workspace"], &[])?;
+    ledger_crash()?;
     // Suites behind test-only features (fs: failpoints, and the power-loss
     // simulator, `sim`).
     cargo(
