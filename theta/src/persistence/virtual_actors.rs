@@ -194,6 +194,37 @@ const SHARDS: usize = 32;
 
 type Shard<A> = Mutex<HashMap<ActorId, Slot<A>, foldhash::fast::RandomState>>;
 
+/// Turns `id`'s live slot into a stopping one holding `buffer` (for the next
+/// activation); `accepted`: the stop is a passivation the actor agreed to.
+/// Returns the slot's stats, or `None` if the id was not live.
+fn stop_live<A: Actor>(
+    slots: &mut HashMap<ActorId, Slot<A>, foldhash::fast::RandomState>,
+    id: ActorId,
+    buffer: Vec<Pending<A::Msg>>,
+    accepted: bool,
+) -> Option<Arc<SlotStats>> {
+    let Some(Slot::Live {
+        actor,
+        stats,
+        waiters,
+        ..
+    }) = slots.remove(&id)
+    else {
+        return None;
+    };
+    slots.insert(
+        id,
+        Slot::Passivating {
+            actor,
+            buffer,
+            stats: Arc::clone(&stats),
+            waiters,
+            accepted,
+        },
+    );
+    Some(stats)
+}
+
 /// Builds a persistent actor's first arguments from its id.
 type Fresh<A> = dyn Fn(ActorId) -> <A as PersistentActor>::ActorArgs + Send + Sync;
 /// Builds a persistent actor's runtime arguments from its id.
@@ -715,26 +746,8 @@ impl<A: PersistentActor> Inner<A> {
             // The instance stopped on its own (failed, stopped itself): the
             // message waits for the next activation, which starts once that stop
             // is complete.
-            if let Some(Slot::Live {
-                actor,
-                stats,
-                waiters,
-                ..
-            }) = shard.remove(&id)
-            {
-                shard.insert(
-                    id,
-                    Slot::Passivating {
-                        actor,
-                        buffer: vec![pending],
-                        stats: Arc::clone(&stats),
-                        waiters,
-                        accepted: false,
-                    },
-                );
-                return Ok(stats);
-            }
-            return Err(VirtualError::NoReply { id });
+            return stop_live(&mut shard, id, vec![pending], false)
+                .ok_or(VirtualError::NoReply { id });
         }
         let stats = Arc::new(SlotStats::default());
         shard.insert(
@@ -903,24 +916,7 @@ impl<A: PersistentActor> Gate for Inner<A> {
             }
             return false;
         }
-        if let Some(Slot::Live {
-            actor,
-            stats,
-            waiters,
-            ..
-        }) = shard.remove(&id)
-        {
-            shard.insert(
-                id,
-                Slot::Passivating {
-                    actor,
-                    buffer: Vec::new(),
-                    stats,
-                    waiters,
-                    accepted: true,
-                },
-            );
-        }
+        stop_live(&mut shard, id, Vec::new(), true);
         true
     }
 
