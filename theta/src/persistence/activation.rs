@@ -417,7 +417,7 @@ impl<A: PersistentActor, I: ActorArgs<Actor = A>> Hooks<A> for PersistHooks<A, I
     fn exited(&mut self) {
         // The id is free: a handle may activate it again right away.
         if let Some(link) = self.link.take() {
-            link.gate.stopped(self.state.id, self.unhandled);
+            (*link).stopped(self.state.id, self.unhandled);
         }
     }
 }
@@ -433,7 +433,7 @@ impl<A: PersistentActor, I> Drop for PersistHooks<A, I> {
             runtime.spawn(async move { state.release().await });
         }
         if let Some(link) = self.link.take() {
-            link.gate.stopped(self.state.id, self.unhandled);
+            (*link).stopped(self.state.id, self.unhandled);
         }
     }
 }

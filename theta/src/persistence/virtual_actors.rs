@@ -30,6 +30,11 @@
 //!   state), and only when the storage acknowledged it does the actor stop. If
 //!   the write fails, the actor stays live, its waiting messages go to it, and
 //!   the failure is counted and logged: nothing is lost.
+//! - With a cap on live instances ([`max_live`](VirtualActorsBuilder::max_live)),
+//!   an activation first takes a place under it. While none is free its
+//!   messages wait in the slot, in order, as while activating, and the sweeper
+//!   passivates the least recently used idle actors to make room; a burst of
+//!   new ids never holds more actors in memory than the cap.
 //! - A message that cannot be delivered (its activation failed, or the actor
 //!   stopped with it queued) is returned to its sender as an error: an
 //!   [`ask`](VirtualActors::ask) or [`send`](VirtualActors::send) fails with a
@@ -47,7 +52,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::{Notify, Semaphore, TryAcquireError, oneshot};
 
 use crate::actor::Actor;
 use crate::actor_ref::{ActorRef, WeakActorRef};
@@ -83,6 +88,100 @@ pub(crate) trait Gate: Send + Sync + 'static {
 pub(crate) struct VirtualLink {
     pub(crate) gate: Arc<dyn Gate>,
     pub(crate) storage: SharedStorage,
+    /// The instance's place among the handle's live ones, given back when the
+    /// link is dropped: the instance is gone, or it never started.
+    pub(crate) _place: Place,
+}
+
+impl VirtualLink {
+    /// The instance is gone: its place is given back, then its handle told.
+    /// In that order, so that a shutdown that sees no slot left sees no
+    /// instance live either.
+    pub(crate) fn stopped(self, id: ActorId, unhandled: usize) {
+        let VirtualLink { gate, _place, .. } = self;
+        drop(_place);
+        gate.stopped(id, unhandled);
+    }
+}
+
+/// The live instances of one handle, and its cap on them.
+struct Census {
+    live: AtomicUsize,
+    peak: AtomicUsize,
+    cap: Option<Cap>,
+}
+
+/// A cap on live instances: an activation takes a permit before it reads the
+/// snapshot; the instance gives it back once it is gone.
+struct Cap {
+    max: usize,
+    permits: Semaphore,
+    /// Permits granted beyond `max` because every live actor stayed busy while
+    /// activations waited; taken back first as instances end.
+    overdraft: AtomicUsize,
+    /// Activations waiting for a permit.
+    waiting: AtomicUsize,
+    /// Instances ended so far: the sweeper's sign of progress.
+    released: AtomicU64,
+}
+
+/// One live instance, counted until dropped.
+pub(crate) struct Place(Arc<Census>);
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let census = &self.0;
+        census.live.fetch_sub(1, Ordering::AcqRel);
+        if let Some(cap) = &census.cap {
+            cap.released.fetch_add(1, Ordering::Relaxed);
+            let owed = cap
+                .overdraft
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+                .is_ok();
+            if !owed {
+                cap.permits.add_permits(1);
+            }
+        }
+    }
+}
+
+impl Census {
+    fn new(max_live: Option<usize>) -> Self {
+        Self {
+            live: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+            cap: max_live.map(|max| Cap {
+                max,
+                permits: Semaphore::new(max),
+                overdraft: AtomicUsize::new(0),
+                waiting: AtomicUsize::new(0),
+                released: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Waits for a place for one more instance under the cap (waking the
+    /// sweeper to free one); `None` if the handle shut down first.
+    async fn admit(self: &Arc<Self>, over_cap: &Notify) -> Option<Place> {
+        if let Some(cap) = &self.cap {
+            let permit = match cap.permits.try_acquire() {
+                Ok(permit) => permit,
+                Err(TryAcquireError::Closed) => return None,
+                Err(TryAcquireError::NoPermits) => {
+                    cap.waiting.fetch_add(1, Ordering::AcqRel);
+                    over_cap.notify_one();
+                    let permit = cap.permits.acquire().await;
+                    cap.waiting.fetch_sub(1, Ordering::AcqRel);
+                    permit.ok()?
+                }
+            };
+            // Given back by the place's drop, not by the permit's.
+            permit.forget();
+        }
+        let live = self.live.fetch_add(1, Ordering::AcqRel) + 1;
+        self.peak.fetch_max(live, Ordering::Relaxed);
+        Some(Place(Arc::clone(self)))
+    }
 }
 
 /// A message through [`VirtualActors`] that could not be handled.
@@ -126,10 +225,14 @@ pub enum VirtualError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct VirtualStats {
-    /// Ids live now (activating, live or passivating).
+    /// Instances live now: restoring, running or passivating. With a cap
+    /// ([`VirtualActorsBuilder::max_live`]) at most the cap, unless every live
+    /// actor stayed busy while others waited.
     pub live: usize,
-    /// The most ids live at once.
+    /// The most instances live at once.
     pub peak_live: usize,
+    /// Ids whose messages wait for a place under the cap before they activate.
+    pub waiting: usize,
     /// Activations that started an actor.
     pub activations: u64,
     /// Passivations completed (final snapshot acknowledged, actor stopped).
@@ -244,8 +347,9 @@ struct Inner<A: PersistentActor> {
     /// Messages routed to live actors, counted with a cap on live actors only.
     uses: AtomicU64,
     closed: AtomicBool,
-    live: AtomicUsize,
-    peak_live: AtomicUsize,
+    /// Ids with a slot: activating (or waiting to), live or passivating.
+    slots: AtomicUsize,
+    census: Arc<Census>,
     activations: AtomicU64,
     passivations: AtomicU64,
     failed_passivations: AtomicU64,
@@ -400,9 +504,16 @@ impl<A: PersistentActor> VirtualActorsBuilder<A> {
         self
     }
 
-    /// Passivate the least recently used idle actors while more than `n` are
-    /// live. A soft cap: busy actors are never passivated, so more may be live
-    /// for a while. Default: no cap.
+    /// At most `n` instances live at once. An activation beyond the cap waits
+    /// (its messages held in order, as while activating) until the least
+    /// recently used idle actor has passivated; so a burst of new ids never
+    /// holds more than `n` actors in memory. Busy actors are never passivated:
+    /// if every live actor stays busy for two sweep periods while activations
+    /// wait (say, each is waiting on an ask to a waiting id), the waiting ones
+    /// are let in over the cap rather than deadlock, and the excess is
+    /// passivated once actors are idle again ([`VirtualStats::live`] shows
+    /// it). The sweep period is a quarter of [`idle_after`](Self::idle_after),
+    /// or 100 ms without it. Default: no cap.
     pub fn max_live(mut self, n: usize) -> Self {
         self.max_live = Some(n.max(1));
         self
@@ -435,8 +546,8 @@ impl<A: PersistentActor> VirtualActorsBuilder<A> {
             tick: AtomicU64::new(0),
             uses: AtomicU64::new(0),
             closed: AtomicBool::new(false),
-            live: AtomicUsize::new(0),
-            peak_live: AtomicUsize::new(0),
+            slots: AtomicUsize::new(0),
+            census: Arc::new(Census::new(self.max_live)),
             activations: AtomicU64::new(0),
             passivations: AtomicU64::new(0),
             failed_passivations: AtomicU64::new(0),
@@ -549,8 +660,13 @@ impl<A: PersistentActor> VirtualActors<A> {
     pub fn stats(&self) -> VirtualStats {
         let i = &self.inner;
         VirtualStats {
-            live: i.live.load(Ordering::Relaxed),
-            peak_live: i.peak_live.load(Ordering::Relaxed),
+            live: i.census.live.load(Ordering::Relaxed),
+            peak_live: i.census.peak.load(Ordering::Relaxed),
+            waiting: i
+                .census
+                .cap
+                .as_ref()
+                .map_or(0, |cap| cap.waiting.load(Ordering::Relaxed)),
             activations: i.activations.load(Ordering::Relaxed),
             passivations: i.passivations.load(Ordering::Relaxed),
             failed_passivations: i.failed_passivations.load(Ordering::Relaxed),
@@ -603,10 +719,14 @@ impl<A: PersistentActor> VirtualActors<A> {
     pub async fn shutdown(&self) {
         let inner = &self.inner;
         inner.closed.store(true, Ordering::Release);
+        if let Some(cap) = &inner.census.cap {
+            // Activations waiting for a place return their messages instead.
+            cap.permits.close();
+        }
         loop {
             let mut changed = pin!(inner.changed.notified());
             changed.as_mut().enable();
-            if inner.live.load(Ordering::Acquire) == 0 {
+            if inner.slots.load(Ordering::Acquire) == 0 {
                 return;
             }
             for shard in inner.shards.iter() {
@@ -758,8 +878,7 @@ impl<A: PersistentActor> Inner<A> {
             },
         );
         drop(shard);
-        let live = self.live.fetch_add(1, Ordering::AcqRel) + 1;
-        self.peak_live.fetch_max(live, Ordering::Relaxed);
+        self.slots.fetch_add(1, Ordering::AcqRel);
         self.start_activation(id, None);
         Ok(stats)
     }
@@ -774,10 +893,15 @@ impl<A: PersistentActor> Inner<A> {
             if let Some(previous) = previous {
                 previous.stopped().await;
             }
+            let Some(place) = inner.census.admit(&inner.over_cap).await else {
+                inner.closed_before_activation(id);
+                return;
+            };
             let gate: Arc<dyn Gate> = inner.clone();
             let link = VirtualLink {
                 gate,
                 storage: inner.storage.clone(),
+                _place: place,
             };
             let result = spawn_virtual(
                 &inner.root,
@@ -845,12 +969,6 @@ impl<A: PersistentActor> Inner<A> {
                 };
                 shard.insert(id, slot);
                 drop(shard);
-                if self
-                    .max_live
-                    .is_some_and(|max| self.live.load(Ordering::Relaxed) > max)
-                {
-                    self.over_cap.notify_waiters();
-                }
                 // A shutdown in progress passivates it too.
                 self.changed.notify_waiters();
             }
@@ -871,6 +989,24 @@ impl<A: PersistentActor> Inner<A> {
         }
     }
 
+    /// The handle shut down while `id` waited for a place under the cap: its
+    /// messages go back to their senders.
+    fn closed_before_activation(&self, id: ActorId) {
+        let mut shard = lock(self.shard(id));
+        match shard.remove(&id) {
+            Some(Slot::Activating { buffer, .. }) => {
+                drop(shard);
+                self.bounce(buffer, &VirtualError::Closed { id });
+                self.gone();
+            }
+            Some(other) => {
+                // Cannot happen (the activation owns its slot): leave it be.
+                shard.insert(id, other);
+            }
+            None => {}
+        }
+    }
+
     /// Returns undeliverable messages to their senders; counts the others.
     fn bounce(&self, buffer: Vec<Pending<A::Msg>>, error: &VirtualError) {
         for Pending { msg, notify, .. } in buffer {
@@ -888,9 +1024,9 @@ impl<A: PersistentActor> Inner<A> {
         }
     }
 
-    /// One id fewer is live.
+    /// One id fewer has a slot.
     fn gone(&self) {
-        self.live.fetch_sub(1, Ordering::AcqRel);
+        self.slots.fetch_sub(1, Ordering::AcqRel);
         self.changed.notify_waiters();
     }
 }
@@ -1031,14 +1167,16 @@ impl<A: PersistentActor> Gate for Inner<A> {
     }
 }
 
-/// The idle sweeper of a handle: every `period`, asks the idle actors (and the
-/// least recently used ones over the cap) to passivate. Ends with the handle.
+/// The idle sweeper of a handle: every `period`, asks the idle actors to
+/// passivate; woken early when an activation waits for a place under the cap,
+/// asks the least recently used ones. Ends with the handle.
 async fn sweep<A: PersistentActor>(inner: Weak<Inner<A>>, period: Duration) {
     let mut interval = tokio::time::interval(period);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     interval.tick().await;
+    let mut stall = Stall::default();
     loop {
-        let changed = match inner.upgrade() {
+        let over_cap = match inner.upgrade() {
             Some(inner) => {
                 let inner2 = Arc::clone(&inner);
                 let wait = async move { inner2.over_cap.notified().await };
@@ -1049,18 +1187,31 @@ async fn sweep<A: PersistentActor>(inner: Weak<Inner<A>>, period: Duration) {
             }
             None => return,
         };
-        tokio::select! {
-            _ = interval.tick() => {}
-            () = changed => {}
-        }
+        let ticked = tokio::select! {
+            _ = interval.tick() => true,
+            () = over_cap => false,
+        };
         let Some(inner) = inner.upgrade() else {
             return;
         };
-        if Arc::strong_count(&inner) <= 1 && inner.live.load(Ordering::Relaxed) == 0 {
+        if Arc::strong_count(&inner) <= 1 && inner.slots.load(Ordering::Relaxed) == 0 {
             return;
         }
-        inner.sweep_once();
+        let passivating = inner.sweep_once(ticked);
+        if ticked {
+            inner.break_stall(&mut stall, passivating);
+        }
     }
+}
+
+/// What the sweeper saw at its last ticks of activations waiting under the cap.
+#[derive(Default)]
+struct Stall {
+    /// [`Cap::released`] at the last tick.
+    released: u64,
+    /// Ticks in a row with activations waiting and no instance ending or
+    /// passivating.
+    ticks: u32,
 }
 
 impl<A: PersistentActor> Inner<A> {
@@ -1074,42 +1225,65 @@ impl<A: PersistentActor> Inner<A> {
         }
     }
 
-    fn sweep_once(&self) {
-        let now = self.tick.fetch_add(1, Ordering::Relaxed) + 1;
-        let over = self.max_live.map_or(0, |max| {
-            self.live.load(Ordering::Relaxed).saturating_sub(max)
+    /// One sweep: on a tick (`ticked`), the idle actors are asked to passivate;
+    /// while more instances are live or waiting than the cap allows, the least
+    /// recently used idle ones are too (and a few more, so that a burst of
+    /// activations does not need a sweep each). Returns how many ids are
+    /// passivating.
+    fn sweep_once(&self, ticked: bool) -> usize {
+        let now = if ticked {
+            self.tick.fetch_add(1, Ordering::Relaxed) + 1
+        } else {
+            self.tick.load(Ordering::Relaxed)
+        };
+        let (over, spare) = self.census.cap.as_ref().map_or((0, 0), |cap| {
+            let wanted =
+                self.census.live.load(Ordering::Acquire) + cap.waiting.load(Ordering::Acquire);
+            (wanted.saturating_sub(cap.max), cap.max / 64)
         });
+        if !ticked && over == 0 {
+            return 0;
+        }
+        let idle_ticks = self.idle_ticks.filter(|_| ticked);
+        let mut passivating = 0;
         let mut oldest: Vec<(u64, ActorId)> = Vec::new();
         for shard in self.shards.iter() {
             for (id, slot) in lock(shard).iter() {
-                let Slot::Live {
-                    actor,
-                    activity,
-                    seen,
-                    used,
-                    stats,
-                    ..
-                } = slot
-                else {
-                    continue;
+                let (actor, activity, seen, used, stats) = match slot {
+                    Slot::Live {
+                        actor,
+                        activity,
+                        seen,
+                        used,
+                        stats,
+                        ..
+                    } => (actor, activity, seen, used, stats),
+                    Slot::Passivating { .. } => {
+                        passivating += 1;
+                        continue;
+                    }
+                    Slot::Activating { .. } => continue,
                 };
                 if stats.asks.load(Ordering::Relaxed) > 0 {
                     continue;
                 }
                 let token = PASSIVATE | (*activity & !PASSIVATE);
-                if self
-                    .idle_ticks
-                    .is_some_and(|idle| now.saturating_sub(*seen) >= idle)
-                {
+                if idle_ticks.is_some_and(|idle| now.saturating_sub(*seen) >= idle) {
                     actor.wake(token);
                 } else if over > 0 {
                     oldest.push((*used, *id));
                 }
             }
         }
-        if over > 0 {
-            oldest.sort_unstable();
-            for (_, id) in oldest.into_iter().take(over) {
+        // Those already passivating free their places soon.
+        let wanted = over.saturating_sub(passivating);
+        if wanted > 0 {
+            let take = (wanted + spare).min(oldest.len());
+            if take < oldest.len() {
+                oldest.select_nth_unstable(take);
+                oldest.truncate(take);
+            }
+            for (_, id) in oldest {
                 let shard = lock(self.shard(id));
                 if let Some(Slot::Live {
                     actor, activity, ..
@@ -1118,6 +1292,36 @@ impl<A: PersistentActor> Inner<A> {
                     actor.wake(PASSIVATE | (*activity & !PASSIVATE));
                 }
             }
+        }
+        passivating
+    }
+
+    /// Activations waiting under the cap while, for two ticks in a row, no
+    /// instance ended and none was passivating: every live actor is busy (it
+    /// may be waiting on one of the waiting ids). Rather than deadlock, the
+    /// waiting ones are let in over the cap; the excess is passivated as soon
+    /// as actors become idle.
+    fn break_stall(&self, stall: &mut Stall, passivating: usize) {
+        let Some(cap) = &self.census.cap else {
+            return;
+        };
+        let released = cap.released.load(Ordering::Acquire);
+        let waiting = cap.waiting.load(Ordering::Acquire);
+        if waiting > 0 && passivating == 0 && released == stall.released {
+            stall.ticks += 1;
+        } else {
+            stall.ticks = 0;
+        }
+        stall.released = released;
+        if stall.ticks >= 2 {
+            stall.ticks = 0;
+            tracing::warn!(
+                waiting,
+                max_live = cap.max,
+                "every live virtual actor stayed busy while activations waited; activating over the cap"
+            );
+            cap.overdraft.fetch_add(waiting, Ordering::AcqRel);
+            cap.permits.add_permits(waiting);
         }
     }
 }
