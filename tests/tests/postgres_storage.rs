@@ -409,3 +409,107 @@ async fn process_kill_durability_is_offered_and_volatile_refused() {
             .is::<SnapshotNotFound>()
     );
 }
+
+#[tokio::test]
+async fn the_storages_own_sessions_commit_at_its_durability_whatever_the_url_says() {
+    let Some(url) = postgres_support::server() else {
+        return;
+    };
+    let schema = Schema::new(&url);
+    // A URL that asks for asynchronous commits, as a misconfigured service's might.
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let lax = format!("{url}{separator}options=-c%20synchronous_commit%3Doff");
+    for (durability, level) in [
+        (Durability::PowerLoss, "on"),
+        (Durability::ProcessKill, "off"),
+    ] {
+        let storage = PostgresStorage::builder(&lax)
+            .schema(&schema.name)
+            .durability(durability)
+            .connect()
+            .await
+            .unwrap();
+        let client = storage.pool().get().await.unwrap();
+        let row = client.query_one("SHOW synchronous_commit", &[]).await;
+        let session: String = row.unwrap().get(0);
+        assert_eq!(session, level, "{durability:?}");
+        drop(client);
+        // Every durable statement runs on these sessions.
+        let (id, owner) = (ActorId::new_v4(), OwnerId::new());
+        let claim = storage.try_claim(id, owner, ClaimMode::Exclusive).await;
+        let epoch = claim.unwrap().epoch;
+        storage.try_write(id, at(id, epoch, 1)).await.unwrap();
+        assert_eq!(storage.try_read(id).await.unwrap(), at(id, epoch, 1));
+        storage.try_delete(id).await.unwrap();
+        storage.try_close().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn on_a_callers_pool_each_durable_statement_sets_its_level_and_leaves_the_session_alone() {
+    use theta_persistence_postgres::deadpool_postgres::{Manager, Pool};
+    use theta_persistence_postgres::tokio_postgres::{Config, NoTls};
+
+    let Some(url) = postgres_support::server() else {
+        return;
+    };
+    let schema = Schema::new(&url);
+    // The caller's sessions commit asynchronously by default.
+    let mut config: Config = url.parse().unwrap();
+    config.options("-c synchronous_commit=off");
+    let pool = Pool::builder(Manager::new(config, NoTls))
+        .max_size(4)
+        .build()
+        .unwrap();
+    let storage = PostgresStorage::builder_from_pool(pool.clone())
+        .schema(&schema.name)
+        .connect()
+        .await
+        .unwrap();
+    let ids: Vec<ActorId> = (0..8).map(|_| ActorId::new_v4()).collect();
+    let owner = OwnerId::new();
+    // One at a time (single-row statements), then all at once (batched ones).
+    let epoch = storage
+        .try_claim(ids[0], owner, ClaimMode::Exclusive)
+        .await
+        .unwrap()
+        .epoch;
+    storage
+        .try_write(ids[0], at(ids[0], epoch, 1))
+        .await
+        .unwrap();
+    let all = ids[1..].iter().map(|&id| {
+        let storage = storage.clone();
+        async move {
+            let epoch = storage
+                .try_claim(id, owner, ClaimMode::Exclusive)
+                .await?
+                .epoch;
+            storage.try_write(id, at(id, epoch, 1)).await?;
+            anyhow::Ok(epoch)
+        }
+    });
+    let tasks: Vec<_> = all.map(tokio::spawn).collect();
+    for task in tasks {
+        within("claim and write", task).await.unwrap().unwrap();
+    }
+    for id in &ids {
+        assert!(storage.try_read(*id).await.is_ok());
+    }
+    storage.try_delete(ids[0]).await.unwrap();
+    assert!(
+        storage
+            .try_read(ids[0])
+            .await
+            .unwrap_err()
+            .is::<SnapshotNotFound>()
+    );
+    // The level was set inside each statement's own transaction only.
+    for _ in 0..4 {
+        let client = pool.get().await.unwrap();
+        let row = client.query_one("SHOW synchronous_commit", &[]).await;
+        let session: String = row.unwrap().get(0);
+        assert_eq!(session, "off");
+    }
+    storage.try_close().await.unwrap();
+}

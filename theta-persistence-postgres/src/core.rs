@@ -32,10 +32,15 @@ impl Options {
 
     /// `synchronous_commit` for writes, claims and deletes.
     pub(crate) fn synchronous_commit(&self) -> &'static str {
-        match self.durability {
-            Durability::ProcessKill => "off",
-            _ => "on",
-        }
+        synchronous_commit(self.durability)
+    }
+}
+
+/// `synchronous_commit` for writes, claims and deletes under `durability`.
+pub(crate) fn synchronous_commit(durability: Durability) -> &'static str {
+    match durability {
+        Durability::ProcessKill => "off",
+        _ => "on",
     }
 }
 
@@ -129,6 +134,25 @@ impl Core {
                 Err(Failure::Timeout)
             }
         }
+    }
+
+    /// [`query`](Self::query) for a statement that commits durable state (a
+    /// write, claim or delete): with the `synchronous_commit` level as its last
+    /// parameter where the statement sets it itself (a caller's pool); the
+    /// storage's own connections set it when they start.
+    pub(crate) async fn query_durable(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, Failure> {
+        if !self.sql.level_per_statement {
+            return self.query(sql, params).await;
+        }
+        let level = self.options.synchronous_commit();
+        let mut all: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(params.len() + 1);
+        all.extend_from_slice(params);
+        all.push(&level);
+        self.query(sql, &all).await
     }
 
     /// The error for a failed statement, for the request described by `what`.

@@ -42,8 +42,10 @@
 //!    least the claimed one and the stamp newer than the row's; otherwise the
 //!    row keeps its values and `last_write` records why (fenced or stale),
 //!    which `RETURNING` reports with the row's stamps for the error.
-//! 4. The statement commits on its own (`synchronous_commit` set inside it);
-//!    each write is answered after the commit, with its own outcome.
+//! 4. The statement commits on its own, at the storage's `synchronous_commit`
+//!    level (set when its own connections start; on a caller's pool, inside
+//!    each statement); each write is answered after the commit, with its own
+//!    outcome.
 //!
 //! **The claim path**: the same shape. `INSERT .. ON CONFLICT DO UPDATE`
 //! grants the claim (Takeover; Exclusive when the row has no holder, the holder

@@ -47,9 +47,8 @@ impl BatchOp for WriteOp {
     }
 
     async fn run(core: Arc<Core>, batch: Vec<WriteRequest>) -> Vec<Result<(), anyhow::Error>> {
-        let level = core.options.synchronous_commit();
         let result = if let [one] = batch.as_slice() {
-            core.query(
+            core.query_durable(
                 &core.sql.write_one,
                 &[
                     &one.id,
@@ -57,7 +56,6 @@ impl BatchOp for WriteOp {
                     &one.epoch,
                     &one.sequence,
                     &one.bytes.as_slice(),
-                    &level,
                 ],
             )
             .await
@@ -67,9 +65,9 @@ impl BatchOp for WriteOp {
             let epochs: Vec<i64> = batch.iter().map(|w| w.epoch).collect();
             let sequences: Vec<i64> = batch.iter().map(|w| w.sequence).collect();
             let bytes: Vec<&[u8]> = batch.iter().map(|w| w.bytes.as_slice()).collect();
-            core.query(
+            core.query_durable(
                 &core.sql.write_many,
-                &[&ids, &types, &epochs, &sequences, &bytes, &level],
+                &[&ids, &types, &epochs, &sequences, &bytes],
             )
             .await
         };
@@ -219,26 +217,19 @@ impl BatchOp for ClaimOp {
     }
 
     async fn run(core: Arc<Core>, batch: Vec<ClaimRequest>) -> Vec<Result<Claim, anyhow::Error>> {
-        let level = core.options.synchronous_commit();
         let takeover = batch.first().is_some_and(|c| c.takeover);
         let result = if let [one] = batch.as_slice() {
-            core.query(
+            core.query_durable(
                 &core.sql.claim_one,
-                &[
-                    &one.id,
-                    &one.owner.as_uuid(),
-                    &takeover,
-                    &READ_LIMIT,
-                    &level,
-                ],
+                &[&one.id, &one.owner.as_uuid(), &takeover, &READ_LIMIT],
             )
             .await
         } else {
             let ids: Vec<Uuid> = batch.iter().map(|c| c.id).collect();
             let owners: Vec<Uuid> = batch.iter().map(|c| c.owner.as_uuid()).collect();
-            core.query(
+            core.query_durable(
                 &core.sql.claim_many,
-                &[&ids, &owners, &takeover, &READ_LIMIT, &level],
+                &[&ids, &owners, &takeover, &READ_LIMIT],
             )
             .await
         };

@@ -209,9 +209,13 @@ impl PostgresBuilder {
                 })?;
                 let target = describe(&config);
                 let mut options = config.get_options().unwrap_or_default().to_owned();
+                // After the URL's own options, so these win; they also win over
+                // role and database defaults (`ALTER ROLE .. SET`). Every durable
+                // statement of these sessions commits at this level.
                 options.push_str(&format!(
-                    " -c statement_timeout={}",
-                    self.statement_timeout.as_millis()
+                    " -c statement_timeout={} -c synchronous_commit={}",
+                    self.statement_timeout.as_millis(),
+                    crate::core::synchronous_commit(self.durability)
                 ));
                 config
                     .options(options.trim())

@@ -48,6 +48,11 @@ pub(crate) struct Statements {
     pub register_owners: String,
     pub drop_owners: String,
     pub purge_owners: String,
+    /// Whether the durable statements (writes, claims, deletes) set
+    /// `synchronous_commit` themselves, from a last text parameter: for a
+    /// caller's pool, whose sessions may have any setting. The storage's own
+    /// connections set it when they start, which saves the statements a CTE.
+    pub level_per_statement: bool,
 }
 
 /// The write rule on the row `r` (stored) and `excluded` (incoming): not fenced
@@ -57,20 +62,30 @@ const ACCEPT: &str = "(excluded.epoch >= r.claimed_epoch \
      AND (r.epoch IS NULL OR (excluded.epoch, excluded.sequence) > (r.epoch, r.sequence)))";
 
 impl Statements {
-    pub(crate) fn new(schema: &str, table: &str) -> Self {
+    pub(crate) fn new(schema: &str, table: &str, level_per_statement: bool) -> Self {
         let q = |name: &str| format!("\"{schema}\".\"{name}\"");
         let t = q(table);
         let owners = q(&format!("{table}_owners"));
         let migrations = q(&format!("{table}_migrations"));
         let by_type = format!("\"{table}_by_type\"");
-        // Set per statement, so that the level holds whatever the session's
-        // default is (a caller's pool, a pooler in between): the commit of the
-        // statement's transaction reads it.
-        let settings = |n: u8| {
-            format!(
-                "settings AS MATERIALIZED \
-                 (SELECT set_config('synchronous_commit', ${n}::text, true) AS level)"
-            )
+        // For a caller's pool, set per statement, so that the level holds
+        // whatever the session's default is: the commit of the statement's
+        // transaction reads it. `with(n)` opens the statement (parameter `$n`
+        // is the level); `from` / `from_and` join its one row in.
+        let with = |n: u8| {
+            if level_per_statement {
+                format!(
+                    "WITH settings AS MATERIALIZED \
+                     (SELECT set_config('synchronous_commit', ${n}::text, true) AS level) "
+                )
+            } else {
+                String::new()
+            }
+        };
+        let (from, from_and) = if level_per_statement {
+            ("FROM settings", "settings, ")
+        } else {
+            ("", "")
         };
         let write_set = format!(
             "ON CONFLICT (id) DO UPDATE SET \
@@ -134,21 +149,19 @@ impl Statements {
             record_version: format!("INSERT INTO {migrations} (version) VALUES ($1)"),
             migration_lock: "SELECT pg_advisory_xact_lock(hashtext($1))".to_owned(),
             write_one: format!(
-                "WITH {} \
-                 INSERT INTO {t} AS r (id, actor_type, epoch, sequence, claimed_epoch, bytes, last_write) \
+                "{}INSERT INTO {t} AS r (id, actor_type, epoch, sequence, claimed_epoch, bytes, last_write) \
                  SELECT $1::uuid, $2::uuid, $3::int8, $4::int8, $3::int8, $5::bytea, {WRITE_STORED} \
-                 FROM settings \
+                 {from} \
                  {write_set}",
-                settings(6)
+                with(6)
             ),
             write_many: format!(
-                "WITH {} \
-                 INSERT INTO {t} AS r (id, actor_type, epoch, sequence, claimed_epoch, bytes, last_write) \
+                "{}INSERT INTO {t} AS r (id, actor_type, epoch, sequence, claimed_epoch, bytes, last_write) \
                  SELECT w.id, w.actor_type, w.epoch, w.sequence, w.epoch, w.bytes, {WRITE_STORED} \
-                 FROM settings, unnest($1::uuid[], $2::uuid[], $3::int8[], $4::int8[], $5::bytea[]) \
+                 FROM {from_and}unnest($1::uuid[], $2::uuid[], $3::int8[], $4::int8[], $5::bytea[]) \
                    AS w(id, actor_type, epoch, sequence, bytes) \
                  {write_set}",
-                settings(6)
+                with(6)
             ),
             read_one: format!(
                 "SELECT id, octet_length(bytes), \
@@ -161,28 +174,25 @@ impl Statements {
                  FROM {t} WHERE id = ANY($1::uuid[]) AND bytes IS NOT NULL"
             ),
             claim_one: format!(
-                "WITH {} \
-                 INSERT INTO {t} AS r (id, claimed_epoch, holder) \
-                 SELECT $1::uuid, 1, $2::uuid FROM settings \
+                "{}INSERT INTO {t} AS r (id, claimed_epoch, holder) \
+                 SELECT $1::uuid, 1, $2::uuid {from} \
                  {claim_set}",
-                settings(5)
+                with(5)
             ),
             claim_many: format!(
-                "WITH {} \
-                 INSERT INTO {t} AS r (id, claimed_epoch, holder) \
+                "{}INSERT INTO {t} AS r (id, claimed_epoch, holder) \
                  SELECT c.id, 1, c.owner \
-                 FROM settings, unnest($1::uuid[], $2::uuid[]) AS c(id, owner) \
+                 FROM {from_and}unnest($1::uuid[], $2::uuid[]) AS c(id, owner) \
                  {claim_set}",
-                settings(5)
+                with(5)
             ),
             release: format!(
                 "UPDATE {t} SET holder = NULL WHERE id = $1 AND holder = $2 AND claimed_epoch = $3"
             ),
             delete: format!(
-                "WITH {} \
-                 UPDATE {t} SET bytes = NULL, actor_type = NULL FROM settings \
+                "{}UPDATE {t} SET bytes = NULL, actor_type = NULL {from} \
                  WHERE id = $1::uuid AND bytes IS NOT NULL",
-                settings(2)
+                with(2)
             ),
             list: format!("SELECT id FROM {t} WHERE bytes IS NOT NULL"),
             list_type: format!("SELECT id FROM {t} WHERE actor_type = $1 AND bytes IS NOT NULL"),
@@ -195,6 +205,7 @@ impl Statements {
             purge_owners: format!(
                 "DELETE FROM {owners} WHERE expires_at < now() - interval '1 day'"
             ),
+            level_per_statement,
         }
     }
 }

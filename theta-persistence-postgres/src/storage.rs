@@ -46,7 +46,10 @@ use crate::sql::Statements;
 /// - **Durability.** [`Durability::PowerLoss`](theta::persistence::Durability)
 ///   (default): writes, claims and deletes commit with `synchronous_commit =
 ///   on` and are acknowledged after the commit (the server refuses to start
-///   this level with `fsync = off`).
+///   this level with `fsync = off`). The storage's own connections set the
+///   level when they start, over whatever the URL, the role or the database
+///   asks for; on a caller's pool each durable statement sets it for its own
+///   transaction.
 ///   [`Durability::ProcessKill`](theta::persistence::Durability): `synchronous_commit
 ///   = off`: an acknowledged write survives this process dying (the server has
 ///   it), but a crash of the *database server* can lose the last moments
@@ -128,8 +131,8 @@ impl PostgresStorage {
     }
 
     /// A builder for a storage using an existing pool (its connections' own
-    /// settings apply, except `synchronous_commit`, which each write sets for
-    /// itself). The pool is not closed by [`try_close`](PersistentStorage::try_close).
+    /// settings apply, except `synchronous_commit`, which each write, claim
+    /// and delete sets for itself, inside its statement). The pool is not closed by [`try_close`](PersistentStorage::try_close).
     pub fn builder_from_pool(pool: Pool) -> PostgresBuilder {
         PostgresBuilder::from_pool(pool)
     }
@@ -154,7 +157,7 @@ impl PostgresStorage {
             max_batch_bytes: builder.max_batch_bytes,
             max_in_flight: builder.max_in_flight,
         };
-        let sql = Statements::new(&builder.schema, &builder.table);
+        let sql = Statements::new(&builder.schema, &builder.table, !own_pool);
         Self {
             inner: Arc::new(Inner {
                 core: Arc::new(Core::new(pool, sql, options, target)),
@@ -259,8 +262,7 @@ impl PersistentStorage for PostgresStorage {
     async fn try_delete(&self, id: ActorId) -> Result<(), anyhow::Error> {
         self.running().await?;
         let core = &self.inner.core;
-        let level = core.options.synchronous_commit();
-        core.query(&core.sql.delete, &[&id, &level])
+        core.query_durable(&core.sql.delete, &[&id])
             .await
             .map(drop)
             .map_err(|failure| core.error(format!("delete of actor {id}"), &failure))
