@@ -2,9 +2,14 @@
 //! the requests that are waiting and sends them as one statement, with up to
 //! `max_in_flight` statements in flight on as many connections.
 //!
-//! 1. A caller queues its request and waits on its own reply channel.
-//! 2. The task takes every request that is queued (never waiting for more: a
-//!    lone save goes out at once) into a batch, up to the row and byte limits.
+//! 1. A caller queues its request and waits on its own reply channel. The
+//!    task polls the statements in flight itself (no task per batch), so a
+//!    save's round trip crosses only that task and the connection's.
+//! 2. The task takes every request that is queued into a batch, up to the row
+//!    and byte limits. It never waits for more on a timer: it only yields to
+//!    the runtime while each yield brings more requests (the rest of a burst
+//!    whose tasks are already running), so a lone save goes out after one
+//!    yield and a burst of saves shares one statement and one commit.
 //!    For writes and claims a batch holds at most one request per id, and no id
 //!    that is in a batch still in flight: the rows of one id are changed in the
 //!    order the requests came, and two batches never wait on each other's row
@@ -18,14 +23,17 @@
 //! 4. While batches are in flight, new requests queue up and go out together
 //!    as soon as a slot frees: the busier the store, the larger the batches.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+
+use futures_util::FutureExt;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use theta::ActorId;
 use theta::persistence::StorageClosed;
 use tokio::sync::{Notify, mpsc, oneshot};
-use tokio::task::JoinSet;
 
 use crate::core::Core;
 use crate::error::PostgresError;
@@ -145,27 +153,26 @@ pub(crate) fn closed(core: &Core) -> anyhow::Error {
     })
 }
 
+/// The most times the batching task yields to let a burst of requests in
+/// before it sends a batch.
+const BURST_YIELDS: usize = 8;
+
 async fn run<O: BatchOp>(
     core: Arc<Core>,
     mut rx: mpsc::UnboundedReceiver<Pending<O>>,
     close: Arc<Notify>,
 ) {
     let mut queue: VecDeque<Pending<O>> = VecDeque::new();
-    let mut in_flight: JoinSet<()> = JoinSet::new();
-    // Ids of each batch in flight, by task id (a batch that panicked still
-    // frees its ids).
-    let mut batch_ids: HashMap<tokio::task::Id, Vec<ActorId>> = HashMap::new();
+    // Polled by this task itself, not spawned: a save's round trip then
+    // crosses no task but this one and the connection's.
+    let mut in_flight = FuturesUnordered::new();
     let mut busy: HashSet<ActorId> = HashSet::new();
     let mut open = true;
     loop {
         tokio::select! {
             biased;
-            Some(done) = in_flight.join_next_with_id(), if !in_flight.is_empty() => {
-                let task = match done {
-                    Ok((task, ())) => task,
-                    Err(err) => err.id(),
-                };
-                for id in batch_ids.remove(&task).unwrap_or_default() {
+            Some(ids) = in_flight.next(), if !in_flight.is_empty() => {
+                for id in ids {
                     busy.remove(&id);
                 }
             }
@@ -182,27 +189,50 @@ async fn run<O: BatchOp>(
         while let Ok(pending) = rx.try_recv() {
             queue.push_back(pending);
         }
+        if !queue.is_empty() && in_flight.len() < core.options.max_in_flight {
+            // A request is ready to go out. Yielding first lets the tasks
+            // already woken (the rest of a burst of saves) queue theirs, so that
+            // they share this statement (and its commit) instead of waiting for
+            // the next: as long as each yield brings more, a few times at most.
+            // A lone save pays one yield.
+            for _ in 0..BURST_YIELDS {
+                tokio::task::yield_now().await;
+                let before = queue.len();
+                while let Ok(pending) = rx.try_recv() {
+                    queue.push_back(pending);
+                }
+                if queue.len() == before {
+                    break;
+                }
+            }
+        }
         while in_flight.len() < core.options.max_in_flight && !queue.is_empty() {
             let batch = take_batch::<O>(&core, &mut queue, &busy);
             if batch.is_empty() {
                 break;
             }
-            let ids: Vec<ActorId> = batch.iter().map(|p| O::id(&p.request)).collect();
-            if !O::SHARES_IDS {
-                busy.extend(ids.iter().copied());
-            }
+            let ids: Vec<ActorId> = if O::SHARES_IDS {
+                Vec::new()
+            } else {
+                batch.iter().map(|p| O::id(&p.request)).collect()
+            };
+            busy.extend(ids.iter().copied());
             let core = Arc::clone(&core);
-            let handle = in_flight.spawn(async move {
+            in_flight.push(async move {
                 let (requests, replies): (Vec<_>, Vec<_>) =
                     batch.into_iter().map(|p| (p.request, p.reply)).unzip();
-                let outcomes = O::run(core, requests).await;
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    let _ = reply.send(outcome);
+                // A batch that panics fails its own requests (their replies
+                // are dropped: "closed"), frees its ids, and nothing else.
+                let outcomes = AssertUnwindSafe(O::run(core, requests))
+                    .catch_unwind()
+                    .await;
+                if let Ok(outcomes) = outcomes {
+                    for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                        let _ = reply.send(outcome);
+                    }
                 }
+                ids
             });
-            if !O::SHARES_IDS {
-                batch_ids.insert(handle.id(), ids);
-            }
         }
         if !open && queue.is_empty() && in_flight.is_empty() {
             break;
