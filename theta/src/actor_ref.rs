@@ -90,6 +90,27 @@ impl<A: Actor> ActorRef<A> {
         }
     }
 
+    /// Counts an ask sent through a layer above the core (a virtual actors
+    /// handle) as waiting for its reply until the ticket is dropped.
+    #[allow(dead_code)] // used by the layers above the core, which may be compiled out
+    pub(crate) fn pending_ask(&self) -> PendingAsk<A::Msg> {
+        self.cell
+            .pending_asks
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        PendingAsk {
+            cell: Arc::clone(&self.cell),
+        }
+    }
+
+    /// How many asks counted by [`pending_ask`](Self::pending_ask) still wait
+    /// for their reply.
+    #[allow(dead_code)] // used by the layers above the core, which may be compiled out
+    pub(crate) fn pending_asks(&self) -> u32 {
+        self.cell
+            .pending_asks
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Wakes the actor's hooks with `token`; `false` if it has stopped.
     #[allow(dead_code)] // used by the layers above the core, which may be compiled out
     pub(crate) fn wake(&self, token: u64) -> bool {
@@ -110,6 +131,19 @@ impl<A: Actor> ActorRef<A> {
     /// snapshot write) and returns why.
     pub fn stopped(&self) -> impl Future<Output = ExitReason> + Send + '_ {
         self.cell.lifecycle().exited()
+    }
+}
+
+/// One ask counted as waiting for its reply on its actor, until dropped.
+pub(crate) struct PendingAsk<M: Send + 'static> {
+    cell: Arc<ActorCell<M>>,
+}
+
+impl<M: Send + 'static> Drop for PendingAsk<M> {
+    fn drop(&mut self) {
+        self.cell
+            .pending_asks
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 

@@ -1,7 +1,7 @@
 //! [`ActorCell`]: the one allocation a live actor has besides its task. Its refs,
 //! its context and its parent's child list all point at it.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use tokio::sync::oneshot;
@@ -49,6 +49,10 @@ pub(crate) struct ActorCell<M> {
     refs: AtomicUsize,
     /// `Context::stop` was called: stop after the current handler.
     stop_now: AtomicBool,
+    /// Asks sent through a layer above the core (a virtual actors handle) that
+    /// still wait for their reply: such an actor is busy, even with an empty
+    /// mailbox. Fits in the padding after `stop_now`.
+    pub(crate) pending_asks: AtomicU32,
     pub(crate) lifecycle: Lifecycle,
     abort: OnceLock<AbortHandle>,
     pub(crate) registry: Arc<Registry>,
@@ -70,6 +74,7 @@ impl<M: Send + 'static> ActorCell<M> {
             mailbox: Mailbox::default(),
             refs: AtomicUsize::new(1),
             stop_now: AtomicBool::new(false),
+            pending_asks: AtomicU32::new(0),
             lifecycle: Lifecycle::default(),
             abort: OnceLock::new(),
             registry,

@@ -55,7 +55,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore, TryAcquireError, oneshot};
 
 use crate::actor::Actor;
-use crate::actor_ref::{ActorRef, WeakActorRef};
+use crate::actor_ref::{ActorRef, PendingAsk, WeakActorRef};
 use crate::context::RootContext;
 use crate::id::ActorId;
 use crate::mailbox::lock;
@@ -590,10 +590,9 @@ impl<A: PersistentActor> VirtualActors<A> {
     /// handler's return value.
     pub async fn ask<M: Message<A>>(&self, id: ActorId, msg: M) -> Result<M::Return, VirtualError> {
         let (reply_tx, reply_rx) = oneshot::channel();
-        let (stats, held) = self
+        let (_waiting, held) = self
             .inner
             .route_ask(id, msg.into_msg(Some(Reply::new(reply_tx))))?;
-        let _waiting = AskGuard::new(stats);
         // Delivered at once (the id was live): only the reply is left to wait for.
         let Some(notify_rx) = held else {
             return reply_rx.await.map_err(|_| VirtualError::NoReply { id });
@@ -741,19 +740,25 @@ impl<A: PersistentActor> VirtualActors<A> {
     }
 }
 
-/// Counts an ask as waiting for its reply while it lives.
-struct AskGuard(Arc<SlotStats>);
-
-impl AskGuard {
-    fn new(stats: Arc<SlotStats>) -> Self {
-        stats.asks.fetch_add(1, Ordering::AcqRel);
-        Self(stats)
-    }
+/// An ask through the handle, counted as waiting for its reply until dropped
+/// (counted under the shard lock, so that no passivation slips in between).
+enum AskGuard<M: Send + 'static> {
+    /// Counted in its slot's stats by [`Inner::route`]: it went through a
+    /// slot that was activating or passivating.
+    Slot(Arc<SlotStats>),
+    /// Counted on the live instance it went to (the fast path: no other
+    /// memory than the actor's own is touched).
+    Live {
+        /// Uncounts itself when dropped.
+        _ticket: PendingAsk<M>,
+    },
 }
 
-impl Drop for AskGuard {
+impl<M: Send + 'static> Drop for AskGuard<M> {
     fn drop(&mut self) {
-        self.0.asks.fetch_sub(1, Ordering::AcqRel);
+        if let Self::Slot(stats) = self {
+            stats.asks.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 
@@ -775,7 +780,7 @@ impl<A: PersistentActor> Inner<A> {
         msg: A::Msg,
     ) -> Result<
         (
-            Arc<SlotStats>,
+            AskGuard<A::Msg>,
             Option<oneshot::Receiver<Result<(), VirtualError>>>,
         ),
         VirtualError,
@@ -790,7 +795,6 @@ impl<A: PersistentActor> Inner<A> {
                 activity,
                 seen,
                 used,
-                stats,
                 ..
             }) = shard.get_mut(&id)
             {
@@ -799,24 +803,29 @@ impl<A: PersistentActor> Inner<A> {
                         *activity += 1;
                         *seen = self.tick.load(Ordering::Relaxed);
                         *used = self.next_use();
-                        return Ok((Arc::clone(stats), None));
+                        let guard = AskGuard::Live {
+                            _ticket: actor.pending_ask(),
+                        };
+                        return Ok((guard, None));
                     }
                     Err(msg) => {
                         drop(shard);
                         let (tx, rx) = oneshot::channel();
                         let stats = self.route(id, Some(msg), true, Some(tx))?;
-                        return Ok((stats, Some(rx)));
+                        return Ok((AskGuard::Slot(stats), Some(rx)));
                     }
                 }
             }
         }
         let (tx, rx) = oneshot::channel();
         let stats = self.route(id, Some(msg), true, Some(tx))?;
-        Ok((stats, Some(rx)))
+        Ok((AskGuard::Slot(stats), Some(rx)))
     }
 
     /// Where a message for `id` goes: into the live actor's mailbox, or held in
-    /// its slot (starting its activation if nothing is there).
+    /// its slot (starting its activation if nothing is there). The slot's
+    /// stats are returned; an ask's message is counted in them (under the
+    /// lock) as waiting for its reply, for the caller's [`AskGuard::Slot`].
     fn route(
         &self,
         id: ActorId,
@@ -827,6 +836,15 @@ impl<A: PersistentActor> Inner<A> {
         if self.closed.load(Ordering::Acquire) {
             return Err(VirtualError::Closed { id });
         }
+        // Counted while the lock is held: no passivation can be accepted
+        // between its delivery and its count.
+        let counts = ask && msg.is_some();
+        let counted = |stats: &Arc<SlotStats>| {
+            if counts {
+                stats.asks.fetch_add(1, Ordering::AcqRel);
+            }
+            Arc::clone(stats)
+        };
         let mut shard = lock(self.shard(id));
         let mut pending = Pending { msg, ask, notify };
         let refused = match shard.get_mut(&id) {
@@ -849,7 +867,7 @@ impl<A: PersistentActor> Inner<A> {
                     if let Some(notify) = pending.notify {
                         let _ = notify.send(Ok(()));
                     }
-                    return Ok(Arc::clone(stats));
+                    return Ok(counted(stats));
                 }
                 Some(Err(msg)) => {
                     pending.msg = Some(msg);
@@ -858,7 +876,7 @@ impl<A: PersistentActor> Inner<A> {
             },
             Some(Slot::Activating { buffer, stats } | Slot::Passivating { buffer, stats, .. }) => {
                 buffer.push(pending);
-                return Ok(Arc::clone(stats));
+                return Ok(counted(stats));
             }
             None => false,
         };
@@ -867,9 +885,10 @@ impl<A: PersistentActor> Inner<A> {
             // message waits for the next activation, which starts once that stop
             // is complete.
             return stop_live(&mut shard, id, vec![pending], false)
+                .map(|stats| counted(&stats))
                 .ok_or(VirtualError::NoReply { id });
         }
-        let stats = Arc::new(SlotStats::default());
+        let stats = counted(&Arc::new(SlotStats::default()));
         shard.insert(
             id,
             Slot::Activating {
@@ -1036,11 +1055,15 @@ impl<A: PersistentActor> Gate for Inner<A> {
         let mut shard = lock(self.shard(id));
         let accept = match shard.get(&id) {
             Some(Slot::Live {
-                activity, stats, ..
+                actor,
+                activity,
+                stats,
+                ..
             }) => {
                 token == FORCE
                     || (*activity & !PASSIVATE == token & !PASSIVATE
-                        && stats.asks.load(Ordering::Acquire) == 0)
+                        && stats.asks.load(Ordering::Acquire) == 0
+                        && actor.pending_asks() == 0)
             }
             _ => false,
         };
@@ -1264,7 +1287,7 @@ impl<A: PersistentActor> Inner<A> {
                     }
                     Slot::Activating { .. } => continue,
                 };
-                if stats.asks.load(Ordering::Relaxed) > 0 {
+                if stats.asks.load(Ordering::Relaxed) > 0 || actor.pending_asks() > 0 {
                     continue;
                 }
                 let token = PASSIVATE | (*activity & !PASSIVATE);
