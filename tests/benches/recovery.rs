@@ -1,5 +1,6 @@
 //! Recovery and virtual actors on the embedded backends, next to their raw
-//! baselines in the same run (medians of 3 rounds, interleaved).
+//! baselines in the same run (recovery: medians of 3 rounds, interleaved; hot
+//! set: medians of passes that alternate one by one).
 //!
 //! - **Recovery**: 10,000 stored actors respawned and asked once, on fs and
 //!   sled, one at a time and 64 at a time (`respawn_all_or`), and activated
@@ -208,7 +209,7 @@ async fn recovery_rows(
     }
 }
 
-async fn hot_set(storage: SharedStorage, n: u64, rounds: u64, rows: &mut Vec<Row>) {
+async fn hot_set(storage: SharedStorage, n: u64, passes: u64, rows: &mut Vec<Row>) {
     let ids = ids(n);
     let root = RootContext::default();
     let handle =
@@ -227,30 +228,34 @@ async fn hot_set(storage: SharedStorage, n: u64, rounds: u64, rows: &mut Vec<Row
     for id in &handle_ids {
         handle.ask(*id, Balance).await.expect("warm");
     }
+    // One pass over every id is one sample; the two sides alternate pass by
+    // pass (in turn first), so that the machine's drift, which moves a
+    // 100 ms phase by tens of percent, hits both alike.
     let (mut through, mut direct_times) = (Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
-        let start = Instant::now();
-        for _ in 0..rounds {
-            for actor in &direct {
-                actor.ask(Balance).await.expect("ask");
+    for pass in 0..passes {
+        for side in [pass % 2, 1 - pass % 2] {
+            let start = Instant::now();
+            if side == 0 {
+                for actor in &direct {
+                    actor.ask(Balance).await.expect("ask");
+                }
+                direct_times.push(start.elapsed().as_secs_f64());
+            } else {
+                for id in &handle_ids {
+                    handle.ask(*id, Balance).await.expect("ask");
+                }
+                through.push(start.elapsed().as_secs_f64());
             }
         }
-        direct_times.push(start.elapsed().as_secs_f64());
-        let start = Instant::now();
-        for _ in 0..rounds {
-            for id in &handle_ids {
-                handle.ask(*id, Balance).await.expect("ask");
-            }
-        }
-        through.push(start.elapsed().as_secs_f64());
     }
-    let asks = (n * rounds) as f64;
     let (t, d) = (
-        median(through) / asks * 1e9,
-        median(direct_times) / asks * 1e9,
+        median(through) / n as f64 * 1e9,
+        median(direct_times) / n as f64 * 1e9,
     );
     rows.push(Row {
-        name: format!("hot set of {n} live ids, asked round-robin through VirtualActors"),
+        name: format!(
+            "hot set of {n} live ids, asked round-robin through VirtualActors (median of {passes} passes)"
+        ),
         theta: format!("{t:.0} ns/ask"),
         raw: format!("{d:.0} ns/ask (the same asks to direct ActorRefs)"),
         ratio: t / d,
@@ -317,7 +322,7 @@ struct Parts {
     million: bool,
 }
 
-async fn drive(n: u64, hot: u64, rounds: u64, quick: bool, parts: Parts) -> Vec<Row> {
+async fn drive(n: u64, hot: u64, passes: u64, quick: bool, parts: Parts) -> Vec<Row> {
     let mut rows = Vec::new();
     let dir = tempfile::tempdir().expect("temp dir");
     let fs = SharedStorage::new(FsStorage::open(dir.path().join("fs")).expect("fs"));
@@ -327,7 +332,7 @@ async fn drive(n: u64, hot: u64, rounds: u64, quick: bool, parts: Parts) -> Vec<
     if parts.hot {
         // Live actors answer from memory: the backend does not matter here.
         let memory = SharedStorage::new(theta::persistence::MemoryStorage::new());
-        hot_set(memory, hot, rounds, &mut rows).await;
+        hot_set(memory, hot, passes, &mut rows).await;
     }
     drop(fs);
     if parts.recovery {
@@ -374,10 +379,10 @@ fn main() {
         hot: only.is_none_or(|o| o == "hot"),
         million: only.map_or(million_run, |o| o == "million"),
     };
-    let (n, hot, rounds) = if quick {
-        (2_000, 1_000, 5)
+    let (n, hot, passes) = if quick {
+        (2_000, 1_000, 11)
     } else {
-        (10_000, 10_000, 10)
+        (10_000, 10_000, 41)
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -387,7 +392,7 @@ fn main() {
     // Driven from a task on the runtime, as a service's own code would be: from
     // `block_on`'s thread every ask would also measure an OS thread wake-up.
     let rows = rt.block_on(async move {
-        tokio::spawn(drive(n, hot, rounds, quick, parts))
+        tokio::spawn(drive(n, hot, passes, quick, parts))
             .await
             .expect("the benchmark task")
     });
