@@ -704,6 +704,40 @@ async fn activate_all_brings_every_stored_actor_of_the_type_back() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activate_all_under_a_smaller_cap_visits_every_actor_and_keeps_the_cap() {
+    let memory = MemoryStorage::new();
+    let ids: Vec<ActorId> = (0..60).map(|_| ActorId::new_v4()).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let payload = encode_payload(&CounterSnapshot {
+            total: i as i64,
+            log: Vec::new(),
+        })
+        .unwrap();
+        let bytes = envelope::Seal::new(<Counter as Actor>::TYPE_ID)
+            .actor_id(*id)
+            .sequence(1)
+            .seal(&payload);
+        memory.insert_raw(*id, bytes);
+    }
+    let (counters, _events, _root) = counters(memory.clone(), |b| b.max_live(5));
+    let activated = within("activate_all", counters.activate_all(16))
+        .await
+        .unwrap();
+    assert_eq!(activated, 60);
+    let stats = counters.stats();
+    assert_eq!(stats.activations, 60, "{stats:?}");
+    assert!(stats.peak_live <= 5, "{stats:?}");
+    // Passivated untouched, each comes back with its state.
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(
+            within("get", counters.ask(*id, Get)).await.unwrap(),
+            i as i64
+        );
+    }
+    assert!(counters.stats().peak_live <= 5);
+}
+
 /// Two actor types with one type uuid: the second is refused at spawn.
 #[derive(Debug, Clone, Serialize, Deserialize, ActorArgs)]
 struct Alias {
