@@ -221,6 +221,22 @@ fn counters(
     (configure(builder).build(), Events(rx), root)
 }
 
+/// Stores a counter snapshot for each of `ids`, the `i`-th with total `i`.
+fn store_totals(memory: &MemoryStorage, ids: &[ActorId]) {
+    for (i, id) in ids.iter().enumerate() {
+        let payload = encode_payload(&CounterSnapshot {
+            total: i as i64,
+            log: Vec::new(),
+        })
+        .unwrap();
+        let bytes = envelope::Seal::new(<Counter as Actor>::TYPE_ID)
+            .actor_id(*id)
+            .sequence(1)
+            .seal(&payload);
+        memory.insert_raw(*id, bytes);
+    }
+}
+
 fn stored_total(storage: &MemoryStorage, id: ActorId) -> i64 {
     let bytes = storage.get(id).expect("a stored snapshot");
     let (snapshot, _) = theta::persistence::decode_snapshot::<Counter>(id, &bytes).unwrap();
@@ -667,18 +683,7 @@ async fn shutdown_passivates_every_actor_and_refuses_later_messages() {
 async fn activate_all_brings_every_stored_actor_of_the_type_back() {
     let memory = MemoryStorage::new();
     let ids: Vec<ActorId> = (0..50).map(|_| ActorId::new_v4()).collect();
-    for (i, id) in ids.iter().enumerate() {
-        let payload = encode_payload(&CounterSnapshot {
-            total: i as i64,
-            log: Vec::new(),
-        })
-        .unwrap();
-        let bytes = envelope::Seal::new(<Counter as Actor>::TYPE_ID)
-            .actor_id(*id)
-            .sequence(1)
-            .seal(&payload);
-        memory.insert_raw(*id, bytes);
-    }
+    store_totals(&memory, &ids);
     // A snapshot of another type is not touched.
     let other = ActorId::new_v4();
     memory.insert_raw(
@@ -708,18 +713,7 @@ async fn activate_all_brings_every_stored_actor_of_the_type_back() {
 async fn activate_all_under_a_smaller_cap_visits_every_actor_and_keeps_the_cap() {
     let memory = MemoryStorage::new();
     let ids: Vec<ActorId> = (0..60).map(|_| ActorId::new_v4()).collect();
-    for (i, id) in ids.iter().enumerate() {
-        let payload = encode_payload(&CounterSnapshot {
-            total: i as i64,
-            log: Vec::new(),
-        })
-        .unwrap();
-        let bytes = envelope::Seal::new(<Counter as Actor>::TYPE_ID)
-            .actor_id(*id)
-            .sequence(1)
-            .seal(&payload);
-        memory.insert_raw(*id, bytes);
-    }
+    store_totals(&memory, &ids);
     let (counters, _events, _root) = counters(memory.clone(), |b| b.max_live(5));
     let activated = within("activate_all", counters.activate_all(16))
         .await

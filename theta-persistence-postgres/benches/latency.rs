@@ -30,17 +30,13 @@ use theta::persistence::{ClaimMode, OwnerId, PersistentStorage};
 use theta_persistence_postgres::PostgresStorage;
 use theta_persistence_postgres::tokio_postgres::{self, NoTls, Statement};
 
+mod support;
+use support::url;
+
 const TYPE: uuid::Uuid = uuid::uuid!("be9c0000-0000-4000-8000-00000000be9d");
 const PAYLOAD: [u8; 256] = [7; 256];
 const SCHEMA: &str = "theta_bench_latency";
 const ACTORS: usize = 64;
-
-fn url() -> String {
-    std::env::var("THETA_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
 
 /// One actor of the storage: its id, epoch (0: unowned) and last sequence.
 struct Actor {

@@ -29,18 +29,14 @@ use theta::persistence::{ClaimMode, OwnerId, PersistentStorage};
 use theta_persistence_postgres::PostgresStorage;
 use theta_persistence_postgres::tokio_postgres::{self, NoTls};
 
+mod support;
+use support::url;
+
 const TYPE: uuid::Uuid = uuid::uuid!("be9c0000-0000-4000-8000-00000000be9c");
 const PAYLOAD: [u8; 256] = [7; 256];
 const SCHEMA: &str = "theta_bench";
 const RECOVERY: usize = 100_000;
 const TASKS: usize = 64;
-
-fn url() -> String {
-    std::env::var("THETA_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()

@@ -186,9 +186,7 @@ async fn run<O: BatchOp>(
             }
             else => {}
         }
-        while let Ok(pending) = rx.try_recv() {
-            queue.push_back(pending);
-        }
+        drain(&mut rx, &mut queue);
         if !queue.is_empty() && in_flight.len() < core.options.max_in_flight {
             // A request is ready to go out. Yielding first lets the tasks
             // already woken (the rest of a burst of saves) queue theirs, so that
@@ -197,11 +195,7 @@ async fn run<O: BatchOp>(
             // A lone save pays one yield.
             for _ in 0..BURST_YIELDS {
                 tokio::task::yield_now().await;
-                let before = queue.len();
-                while let Ok(pending) = rx.try_recv() {
-                    queue.push_back(pending);
-                }
-                if queue.len() == before {
+                if drain(&mut rx, &mut queue) == 0 {
                     break;
                 }
             }
@@ -238,6 +232,18 @@ async fn run<O: BatchOp>(
             break;
         }
     }
+}
+
+/// Moves every request already sent onto `queue`; how many.
+fn drain<O: BatchOp>(
+    rx: &mut mpsc::UnboundedReceiver<Pending<O>>,
+    queue: &mut VecDeque<Pending<O>>,
+) -> usize {
+    let before = queue.len();
+    while let Ok(pending) = rx.try_recv() {
+        queue.push_back(pending);
+    }
+    queue.len() - before
 }
 
 /// Takes the next batch off `queue`: in queue order, skipping requests whose id

@@ -132,7 +132,8 @@ impl PostgresStorage {
 
     /// A builder for a storage using an existing pool (its connections' own
     /// settings apply, except `synchronous_commit`, which each write, claim
-    /// and delete sets for itself, inside its statement). The pool is not closed by [`try_close`](PersistentStorage::try_close).
+    /// and delete sets for itself, inside its statement). The pool is not
+    /// closed by [`try_close`](PersistentStorage::try_close).
     pub fn builder_from_pool(pool: Pool) -> PostgresBuilder {
         PostgresBuilder::from_pool(pool)
     }
